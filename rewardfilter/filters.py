@@ -1,0 +1,450 @@
+"""Filtration policies: which sampled responses (trajectories) to train on.
+
+PF-PPO samples several responses per prompt, ranks them by the (noisy) reward
+and trains only on a subset whose rewards are more trustworthy. A filter here
+maps ``(rewards, groups)`` to one weight >= 0 per sample; 0 means "filtered
+out". Ranking is always *within a group* (a prompt id, a reset seed).
+
+The small-group rule
+--------------------
+Every filter is defined by ranks counted from the best sample of a group
+(rank 0 = highest reward). A rank that a group does not have is simply absent;
+its weight is never moved to another sample and no sample is counted twice:
+
+* ``br`` / ``bw`` on a group of one sample keep that sample once (weight 1);
+* ``topk:K`` / ``random:K`` on a group of fewer than K samples keep them all;
+* ``rank:w1,...,wN`` on a group of m < N samples uses w1..wm (a group larger
+  than N raises ``ValueError``: every sample must have a weight);
+* ``uncertainty:Q`` drops ``floor(Q * m)`` samples of a group of m, so a
+  group is never emptied.
+
+Trainers that draw a fixed number N of samples per group can check up front
+that N suits the filter with :meth:`Filter.check_group_size`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rewardfilter._validation import (
+    as_generator,
+    check_1d_finite,
+    check_ensemble,
+    check_groups,
+    param_error,
+)
+from rewardfilter.grouping import rank_within_groups
+from rewardfilter.reliability import ensemble_std
+
+ACCEPTED_SPECS = (
+    "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, adaptive"
+)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a filter that needs labelled data is used before ``fit``."""
+
+
+class Filter(ABC):
+    """A filtration policy: one weight >= 0 per sample, ranked within groups.
+
+    Subclasses implement :meth:`_weights` on validated inputs; validation lives
+    in :meth:`weights` so every filter rejects bad input the same way.
+    """
+
+    #: Smallest group for which the filter does what its name says (see the
+    #: module's small-group rule for what happens below it).
+    min_group_size: ClassVar[int] = 1
+    #: Whether ``weights`` needs a reward-model ensemble.
+    needs_ensemble: ClassVar[bool] = False
+
+    @property
+    @abstractmethod
+    def spec(self) -> str:
+        """The canonical string form, accepted by :func:`make_filter`."""
+
+    @property
+    def is_binary(self) -> bool:
+        """True when every weight is 0 or 1 (a "filter" rather than a "reweight")."""
+        return True
+
+    def fit(self, rewards: Any, scores: Any, groups: Any, *, rng: Any = None, ensemble: Any = None) -> Filter:
+        """Learn from labelled data; a no-op except for filters that need it."""
+        return self
+
+    def weights(
+        self,
+        rewards: Any,
+        groups: Any,
+        *,
+        rng: np.random.Generator | int | None = None,
+        ensemble: Any = None,
+    ) -> np.ndarray:
+        """One float weight >= 0 per sample; 0 means filtered out.
+
+        Parameters
+        ----------
+        rewards : array of shape (n,)
+            The (noisy) reward of each sample; must be finite.
+        groups : array of shape (n,)
+            A context id per sample (prompt id, reset seed). Ranking is within
+            a group, never across the batch.
+        rng : numpy Generator, int seed or None
+            Source of randomness for ties and for random filters.
+        ensemble : array of shape (K, n), optional
+            Per-member reward-model predictions (needed by ``uncertainty``).
+        """
+        rewards = check_1d_finite(rewards, "rewards")
+        n = rewards.shape[0]
+        groups = check_groups(groups, n)
+        if ensemble is not None or self.needs_ensemble:
+            if ensemble is None:
+                raise ValueError(
+                    f"Filter {self.spec!r} needs 'ensemble': a (K, n) array of reward-model member predictions."
+                )
+            ensemble = check_ensemble(ensemble, n)
+        return self._weights(rewards, groups, as_generator(rng), ensemble)
+
+    @abstractmethod
+    def _weights(
+        self, rewards: np.ndarray, groups: np.ndarray, rng: np.random.Generator, ensemble: np.ndarray | None
+    ) -> np.ndarray: ...
+
+    def check_group_size(self, n: int) -> None:
+        """Raise ``ValueError`` if groups of ``n`` samples cannot serve this filter."""
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise param_error("group_size", self.spec, "an int >= 1", n)
+        if n < self.min_group_size:
+            raise ValueError(
+                f"Filter {self.spec!r} needs groups of at least {self.min_group_size} samples; "
+                f"got group size {n}. Sample more responses per prompt or choose another filter."
+            )
+
+    def __repr__(self) -> str:
+        return f"make_filter({self.spec!r})"
+
+
+def _ranked(rewards: np.ndarray, groups: np.ndarray, rng: np.random.Generator, keep_sorted) -> np.ndarray:
+    """Rank by reward within groups, apply ``keep_sorted(ranking)``, return weights in input order."""
+    ranking = rank_within_groups(rewards, groups, rng)
+    return ranking.scatter(np.asarray(keep_sorted(ranking), dtype=float))
+
+
+@dataclass(frozen=True, repr=False)
+class NoFilter(Filter):
+    """Keep everything (PPO-M: N samples per prompt, no filtration)."""
+
+    @property
+    def spec(self) -> str:
+        return "none"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return np.ones(rewards.shape[0])
+
+
+@dataclass(frozen=True, repr=False)
+class RandomK(Filter):
+    """Keep K samples per group chosen uniformly at random, ignoring rewards.
+
+    The control for ``br``/``bw``: it trains on as many samples, so a gain of
+    ``br`` over ``random:2`` comes from *which* samples, not how many.
+    """
+
+    k: int = 2
+
+    def __post_init__(self):
+        _check_int_at_least(self.k, "k", "random", 1)
+
+    @property
+    def min_group_size(self) -> int:  # type: ignore[override]
+        return self.k
+
+    @property
+    def spec(self) -> str:
+        return f"random:{self.k}"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return _ranked(rng.random(rewards.shape[0]), groups, rng, lambda r: r.rank < self.k)
+
+
+@dataclass(frozen=True, repr=False)
+class BestOfN(Filter):
+    """Keep the best sample of each group (PF-PPO BoN)."""
+
+    @property
+    def spec(self) -> str:
+        return "bon"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return _ranked(rewards, groups, rng, lambda r: r.rank == 0)
+
+
+@dataclass(frozen=True, repr=False)
+class BestRandom(Filter):
+    """Keep the best sample and one uniformly random other (PF-PPO BR, the authors' "filter" version)."""
+
+    min_group_size: ClassVar[int] = 2
+
+    @property
+    def spec(self) -> str:
+        return "br"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        def keep(r):
+            # one pick per group among ranks 1..size-1; a singleton group picks rank 0 (itself)
+            pick = 1 + np.floor(rng.random(r.n_groups) * (r.sizes - 1)).astype(np.int64)
+            pick[r.sizes == 1] = 0
+            return (r.rank == 0) | (r.rank == pick[r.group])
+
+        return _ranked(rewards, groups, rng, keep)
+
+
+@dataclass(frozen=True, repr=False)
+class BestWorst(Filter):
+    """Keep the best and the worst sample of each group (PF-PPO BW)."""
+
+    min_group_size: ClassVar[int] = 2
+
+    @property
+    def spec(self) -> str:
+        return "bw"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return _ranked(rewards, groups, rng, lambda r: (r.rank == 0) | (r.rank == r.size - 1))
+
+
+@dataclass(frozen=True, repr=False)
+class TopK(Filter):
+    """Keep the K highest-reward samples of each group."""
+
+    k: int = 1
+
+    def __post_init__(self):
+        _check_int_at_least(self.k, "k", "topk", 1)
+
+    @property
+    def min_group_size(self) -> int:  # type: ignore[override]
+        return self.k
+
+    @property
+    def spec(self) -> str:
+        return f"topk:{self.k}"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return _ranked(rewards, groups, rng, lambda r: r.rank < self.k)
+
+
+@dataclass(frozen=True, repr=False)
+class Threshold(Filter):
+    """Keep samples whose reward is at least T (an absolute, not a ranked, rule)."""
+
+    t: float = 0.0
+
+    def __post_init__(self):
+        if not isinstance(self.t, (int, float, np.number)) or not math.isfinite(self.t):
+            raise param_error("t", "threshold", "a finite float", self.t)
+
+    @property
+    def spec(self) -> str:
+        return f"threshold:{self.t:g}"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return (rewards >= self.t).astype(float)
+
+
+@dataclass(frozen=True, repr=False)
+class RankWeights(Filter):
+    """The sample of rank i gets weight w_(i+1) (PF-PPO's "reweight" version).
+
+    The authors' BR reweighting is ``rank:0.4,0.1,0.1,0.1,0.1`` and their BW
+    reweighting ``rank:1,0,0,0,1`` (N = 5).
+    """
+
+    w: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self):
+        w = tuple(float(x) for x in self.w) if _is_sequence(self.w) else None
+        if not w or not all(math.isfinite(x) and x >= 0 for x in w) or not any(x > 0 for x in w):
+            raise param_error(
+                "w", "rank", "a non-empty list of finite weights >= 0, at least one > 0", self.w
+            )
+        object.__setattr__(self, "w", w)
+
+    @property
+    def spec(self) -> str:
+        return "rank:" + ",".join(f"{x:g}" for x in self.w)
+
+    @property
+    def is_binary(self) -> bool:
+        return all(x in (0.0, 1.0) for x in self.w)
+
+    def check_group_size(self, n: int) -> None:
+        super().check_group_size(n)
+        if n != len(self.w):
+            raise ValueError(
+                f"Filter {self.spec!r} has {len(self.w)} rank weights, one per sample of a group; "
+                f"got group size {n}. Give exactly one weight per sampled response."
+            )
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        table = np.asarray(self.w)
+
+        def keep(r):
+            too_big = r.sizes > table.shape[0]
+            if too_big.any():
+                raise ValueError(
+                    f"Filter {self.spec!r} has {table.shape[0]} rank weights but a group has "
+                    f"{int(r.sizes.max())} samples; every sample needs a weight."
+                )
+            return table[r.rank]
+
+        return _ranked(rewards, groups, rng, keep)
+
+
+@dataclass(frozen=True, repr=False)
+class Uncertainty(Filter):
+    """Drop the fraction Q of each group's samples on which the reward-model ensemble disagrees most."""
+
+    q: float = 0.2
+    needs_ensemble: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if not isinstance(self.q, (int, float, np.number)) or not (0.0 <= self.q < 1.0):
+            raise param_error("q", "uncertainty", "a float in [0, 1)", self.q)
+
+    @property
+    def spec(self) -> str:
+        return f"uncertainty:{self.q:g}"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        disagreement = ensemble_std(ensemble)
+        return _ranked(
+            disagreement, groups, rng, lambda r: r.rank >= np.floor(self.q * r.size + 1e-9)
+        )
+
+
+@dataclass(repr=False)
+class AdaptiveFilter(Filter):
+    """Choose among candidate filters by filtered R² on labelled data (the paper's rule).
+
+    After :meth:`fit` it behaves as the candidate whose kept samples have the
+    highest R² between reward and true score. ``chosen_`` names it and
+    ``r2_`` holds the R² of every candidate.
+    """
+
+    candidates: tuple[str, ...] = ("bon", "br", "bw", "none")
+    draws: int = 10
+    chosen_: Filter | None = field(default=None, init=False)
+    r2_: dict[str, float] = field(default_factory=dict, init=False)
+
+    def __post_init__(self):
+        if not _is_sequence(self.candidates) or not self.candidates:
+            raise param_error("candidates", "adaptive", "a non-empty list of filter specs", self.candidates)
+        filters = [make_filter(c) for c in self.candidates]
+        if any(isinstance(f, AdaptiveFilter) for f in filters):
+            raise param_error("candidates", "adaptive", "specs of non-adaptive filters", self.candidates)
+        self.candidates = tuple(f.spec for f in filters)
+        _check_int_at_least(self.draws, "draws", "adaptive", 1)
+
+    @property
+    def spec(self) -> str:
+        return "adaptive"
+
+    @property
+    def is_binary(self) -> bool:
+        return self._fitted().is_binary
+
+    @property
+    def min_group_size(self) -> int:  # type: ignore[override]
+        return max(make_filter(c).min_group_size for c in self.candidates)
+
+    def fit(self, rewards, scores, groups, *, rng=None, ensemble=None) -> AdaptiveFilter:
+        from rewardfilter.selection import rank_filters
+
+        ranking = rank_filters(self.candidates, rewards, scores, groups, rng=rng, ensemble=ensemble, draws=self.draws)
+        self.r2_ = {item.spec: item.r2 for item in ranking}
+        if math.isnan(ranking[0].r2):
+            raise ValueError(
+                "adaptive could not compute R² for any candidate: the kept samples need at least "
+                "2 distinct rewards and more than one sample each."
+            )
+        self.chosen_ = make_filter(ranking[0].spec)
+        return self
+
+    def _fitted(self) -> Filter:
+        if self.chosen_ is None:
+            raise NotFittedError(
+                "This adaptive filter is not fitted yet; call fit(rewards, scores, groups) with labelled data first."
+            )
+        return self.chosen_
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        return self._fitted()._weights(rewards, groups, rng, ensemble)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _check_int_at_least(value: Any, param: str, owner: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise param_error(param, owner, f"an int >= {minimum}", value)
+
+
+def _parse_int(text: str, param: str, owner: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise param_error(param, owner, "an int", text) from None
+
+
+def _parse_float(text: str, param: str, owner: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise param_error(param, owner, "a float", text) from None
+
+
+# name -> (takes an argument?, constructor from the argument text)
+_PARSERS = {
+    "none": (False, lambda a: NoFilter()),
+    "bon": (False, lambda a: BestOfN()),
+    "br": (False, lambda a: BestRandom()),
+    "bw": (False, lambda a: BestWorst()),
+    "adaptive": (False, lambda a: AdaptiveFilter()),
+    "random": (True, lambda a: RandomK(_parse_int(a, "k", "random"))),
+    "topk": (True, lambda a: TopK(_parse_int(a, "k", "topk"))),
+    "threshold": (True, lambda a: Threshold(_parse_float(a, "t", "threshold"))),
+    "uncertainty": (True, lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
+    "rank": (True, lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(",")))),
+}
+
+
+def make_filter(spec: Filter | str) -> Filter:
+    """Build a filter from its spec string (or return a ``Filter`` as it is).
+
+    Accepted forms: ``none``, ``random:K``, ``bon``, ``br``, ``bw``,
+    ``topk:K``, ``threshold:T``, ``rank:w1,...,wN``, ``uncertainty:Q``,
+    ``adaptive``. A bad spec raises ``ValueError`` naming it and these forms.
+    """
+    if isinstance(spec, Filter):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}.")
+    name, sep, arg = spec.strip().partition(":")
+    name = name.strip().lower()
+    if name not in _PARSERS:
+        raise ValueError(f"Unknown filter spec {spec!r}. Accepted forms: {ACCEPTED_SPECS}.")
+    takes_arg, build = _PARSERS[name]
+    if takes_arg != bool(sep) or (takes_arg and not arg.strip()):
+        form = f"{name}:<value>" if takes_arg else name
+        raise ValueError(f"Malformed filter spec {spec!r}: expected the form {form}. Accepted forms: {ACCEPTED_SPECS}.")
+    try:
+        return build(arg.strip())
+    except ValueError as exc:
+        raise ValueError(f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}.") from None
