@@ -34,7 +34,9 @@ def check_1d_finite(values: Any, name: str, *, allow_empty: bool = False) -> np.
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name!r} must be a 1-D array of numbers; got {type(values).__name__}: {exc}") from None
+        raise ValueError(
+            f"{name!r} must be a 1-D array of numbers; got {type(values).__name__}: {exc}"
+        ) from None
     if arr.ndim != 1:
         raise ValueError(f"{name!r} must be a 1-D array; got shape {arr.shape}.")
     if arr.size == 0 and not allow_empty:
@@ -59,7 +61,9 @@ def check_groups(groups: Any, n: int) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"'groups' must be a 1-D array of context ids; got shape {arr.shape}.")
     if arr.shape[0] != n:
-        raise ValueError(f"'groups' has {arr.shape[0]} entries but 'rewards' has {n}; give one group id per sample.")
+        raise ValueError(
+            f"'groups' has {arr.shape[0]} entries but 'rewards' has {n}; give one group id per sample."
+        )
     if arr.dtype.kind in "iub":
         return arr
     if arr.dtype.kind == "f":
@@ -82,7 +86,9 @@ def check_weights(weights: Any, n: int) -> np.ndarray:
 
 def check_same_length(n: int, other: np.ndarray, name: str) -> None:
     if other.shape[0] != n:
-        raise ValueError(f"{name!r} has {other.shape[0]} entries but 'rewards' has {n}; they must match.")
+        raise ValueError(
+            f"{name!r} has {other.shape[0]} entries but 'rewards' has {n}; they must match."
+        )
 
 
 def check_ensemble(ensemble: Any, n: int | None = None) -> np.ndarray:
@@ -90,15 +96,21 @@ def check_ensemble(ensemble: Any, n: int | None = None) -> np.ndarray:
     try:
         arr = np.asarray(ensemble, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"'ensemble' must be a (K, n) array of numbers; got {type(ensemble).__name__}.") from None
+        raise ValueError(
+            f"'ensemble' must be a (K, n) array of numbers; got {type(ensemble).__name__}."
+        ) from None
     if arr.ndim != 2:
         raise ValueError(
             f"'ensemble' must be 2-D with one row per reward-model member (shape K x n); got shape {arr.shape}."
         )
     if arr.shape[0] < 2:
-        raise ValueError(f"'ensemble' needs at least 2 members (rows) to measure disagreement; got {arr.shape[0]}.")
+        raise ValueError(
+            f"'ensemble' needs at least 2 members (rows) to measure disagreement; got {arr.shape[0]}."
+        )
     if n is not None and arr.shape[1] != n:
-        raise ValueError(f"'ensemble' has {arr.shape[1]} columns but there are {n} samples; give one column per sample.")
+        raise ValueError(
+            f"'ensemble' has {arr.shape[1]} columns but there are {n} samples; give one column per sample."
+        )
     if not np.isfinite(arr).all():
         raise ValueError("'ensemble' must be finite; found NaN or inf predictions.")
     return arr

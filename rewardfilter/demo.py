@@ -35,7 +35,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print("Reliability curve (true score per reward bin)")
     print(f"{'reward bin':>20} {'count':>6} {'mean':>6} {'std':>6}")
     for row in curve.to_rows():
-        print(f"[{row['low']:7.2f}, {row['high']:7.2f}] {row['count']:6d} {row['mean']:6.2f} {row['std']:6.2f}")
+        print(
+            f"[{row['low']:7.2f}, {row['high']:7.2f}] {row['count']:6d} {row['mean']:6.2f} {row['std']:6.2f}"
+        )
     specs = ["none", "random:2", "bon", "br", "bw", "topk:2", "rank:0.4,0.1,0.1,0.1,0.1"]
     print("\nFiltered R² (reward vs true score on the kept samples), best first")
     for item in rf.rank_filters(specs, rewards, scores, groups, rng=args.seed):
@@ -48,7 +50,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def add_subcommands(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo-core", help="Show the core filters and reliability estimators on a synthetic reward model."
+        "demo-core",
+        help="Show the core filters and reliability estimators on a synthetic reward model.",
     )
     parser.add_argument("--groups", type=int, default=2000, help="Number of prompts (groups).")
     parser.add_argument("--group-size", type=int, default=5, help="Responses per prompt (N).")

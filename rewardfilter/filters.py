@@ -73,7 +73,9 @@ class Filter(ABC):
         """True when every weight is 0 or 1 (a "filter" rather than a "reweight")."""
         return True
 
-    def fit(self, rewards: Any, scores: Any, groups: Any, *, rng: Any = None, ensemble: Any = None) -> Filter:
+    def fit(
+        self, rewards: Any, scores: Any, groups: Any, *, rng: Any = None, ensemble: Any = None
+    ) -> Filter:
         """Learn from labelled data; a no-op except for filters that need it."""
         return self
 
@@ -112,7 +114,11 @@ class Filter(ABC):
 
     @abstractmethod
     def _weights(
-        self, rewards: np.ndarray, groups: np.ndarray, rng: np.random.Generator, ensemble: np.ndarray | None
+        self,
+        rewards: np.ndarray,
+        groups: np.ndarray,
+        rng: np.random.Generator,
+        ensemble: np.ndarray | None,
     ) -> np.ndarray: ...
 
     def check_group_size(self, n: int) -> None:
@@ -129,7 +135,9 @@ class Filter(ABC):
         return f"make_filter({self.spec!r})"
 
 
-def _ranked(rewards: np.ndarray, groups: np.ndarray, rng: np.random.Generator, keep_sorted) -> np.ndarray:
+def _ranked(
+    rewards: np.ndarray, groups: np.ndarray, rng: np.random.Generator, keep_sorted
+) -> np.ndarray:
     """Rank by reward within groups, apply ``keep_sorted(ranking)``, return weights in input order."""
     ranking = rank_within_groups(rewards, groups, rng)
     return ranking.scatter(np.asarray(keep_sorted(ranking), dtype=float))
@@ -344,10 +352,14 @@ class AdaptiveFilter(Filter):
 
     def __post_init__(self):
         if not _is_sequence(self.candidates) or not self.candidates:
-            raise param_error("candidates", "adaptive", "a non-empty list of filter specs", self.candidates)
+            raise param_error(
+                "candidates", "adaptive", "a non-empty list of filter specs", self.candidates
+            )
         filters = [make_filter(c) for c in self.candidates]
         if any(isinstance(f, AdaptiveFilter) for f in filters):
-            raise param_error("candidates", "adaptive", "specs of non-adaptive filters", self.candidates)
+            raise param_error(
+                "candidates", "adaptive", "specs of non-adaptive filters", self.candidates
+            )
         self.candidates = tuple(f.spec for f in filters)
         _check_int_at_least(self.draws, "draws", "adaptive", 1)
 
@@ -366,7 +378,9 @@ class AdaptiveFilter(Filter):
     def fit(self, rewards, scores, groups, *, rng=None, ensemble=None) -> AdaptiveFilter:
         from rewardfilter.selection import rank_filters
 
-        ranking = rank_filters(self.candidates, rewards, scores, groups, rng=rng, ensemble=ensemble, draws=self.draws)
+        ranking = rank_filters(
+            self.candidates, rewards, scores, groups, rng=rng, ensemble=ensemble, draws=self.draws
+        )
         self.r2_ = {item.spec: item.r2 for item in ranking}
         if math.isnan(ranking[0].r2):
             raise ValueError(
@@ -421,7 +435,10 @@ _PARSERS = {
     "topk": (True, lambda a: TopK(_parse_int(a, "k", "topk"))),
     "threshold": (True, lambda a: Threshold(_parse_float(a, "t", "threshold"))),
     "uncertainty": (True, lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
-    "rank": (True, lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(",")))),
+    "rank": (
+        True,
+        lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(","))),
+    ),
 }
 
 
@@ -435,7 +452,9 @@ def make_filter(spec: Filter | str) -> Filter:
     if isinstance(spec, Filter):
         return spec
     if not isinstance(spec, str):
-        raise ValueError(f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}.")
+        raise ValueError(
+            f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}."
+        )
     name, sep, arg = spec.strip().partition(":")
     name = name.strip().lower()
     if name not in _PARSERS:
@@ -443,8 +462,12 @@ def make_filter(spec: Filter | str) -> Filter:
     takes_arg, build = _PARSERS[name]
     if takes_arg != bool(sep) or (takes_arg and not arg.strip()):
         form = f"{name}:<value>" if takes_arg else name
-        raise ValueError(f"Malformed filter spec {spec!r}: expected the form {form}. Accepted forms: {ACCEPTED_SPECS}.")
+        raise ValueError(
+            f"Malformed filter spec {spec!r}: expected the form {form}. Accepted forms: {ACCEPTED_SPECS}."
+        )
     try:
         return build(arg.strip())
     except ValueError as exc:
-        raise ValueError(f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}.") from None
+        raise ValueError(
+            f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}."
+        ) from None

@@ -41,7 +41,9 @@ class GroupRanking:
         return out
 
 
-def rank_within_groups(keys: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> GroupRanking:
+def rank_within_groups(
+    keys: np.ndarray, groups: np.ndarray, rng: np.random.Generator
+) -> GroupRanking:
     """Rank ``keys`` from highest (rank 0) to lowest inside each group.
 
     Ties are broken uniformly at random: the samples are shuffled first and a

@@ -23,7 +23,9 @@ from rewardfilter._validation import (
 )
 
 
-def _paired(rewards: Any, scores: Any, weights: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _paired(
+    rewards: Any, scores: Any, weights: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate (rewards, scores[, weights]) and keep samples with weight > 0."""
     r = check_1d_finite(rewards, "rewards")
     s = check_1d_finite(scores, "scores")
@@ -38,12 +40,14 @@ def r2(rewards: Any, scores: Any, weights: Any = None) -> float:
 
     Only samples with weight > 0 count. Equals scikit-learn's
     ``r2_score(scores, LinearRegression().fit(rewards, scores, w).predict(rewards), sample_weight=w)``,
-    including its conventions: NaN for fewer than two samples; when the scores
-    are constant, 1.0 for a perfect fit and 0.0 otherwise.
+    with its conventions at the edges: NaN for fewer than two samples, 1.0 when
+    the scores are constant (the flat line fits them exactly).
     """
     r, s, w = _paired(rewards, scores, weights)
     if r.shape[0] < 2:
         return float("nan")
+    if np.ptp(s) == 0:
+        return 1.0  # constant scores: the flat line fits exactly (checked before centring adds rounding)
     total = w.sum()
     r_c = r - (w @ r) / total
     s_c = s - (w @ s) / total
@@ -52,8 +56,6 @@ def r2(rewards: Any, scores: Any, weights: Any = None) -> float:
     residual = s_c - slope * r_c
     ss_res = float(w @ (residual * residual))
     ss_tot = float(w @ (s_c * s_c))
-    if ss_tot == 0.0:
-        return 1.0 if ss_res == 0.0 else 0.0
     return 1.0 - ss_res / ss_tot
 
 
@@ -118,12 +120,22 @@ class ReliabilityCurve:
     def to_rows(self) -> list[dict[str, float]]:
         """One dict per bin, ready for ``csv.DictWriter`` or a DataFrame."""
         return [
-            {"low": float(lo), "high": float(hi), "count": int(c), "mean": float(m), "std": float(sd)}
-            for lo, hi, c, m, sd in zip(self.edges[:-1], self.edges[1:], self.count, self.mean, self.std)
+            {
+                "low": float(lo),
+                "high": float(hi),
+                "count": int(c),
+                "mean": float(m),
+                "std": float(sd),
+            }
+            for lo, hi, c, m, sd in zip(
+                self.edges[:-1], self.edges[1:], self.count, self.mean, self.std, strict=True
+            )
         ]
 
 
-def reliability_curve(rewards: Any, scores: Any, bins: int | Any = 10, strategy: str = "uniform") -> ReliabilityCurve:
+def reliability_curve(
+    rewards: Any, scores: Any, bins: int | Any = 10, strategy: str = "uniform"
+) -> ReliabilityCurve:
     """Count, mean and std of the true score in each reward bin.
 
     Parameters
@@ -149,7 +161,9 @@ def reliability_curve(rewards: Any, scores: Any, bins: int | Any = 10, strategy:
     else:
         edges = check_1d_finite(bins, "bins")
         if edges.shape[0] < 2 or np.any(np.diff(edges) <= 0):
-            raise param_error("bins", "reliability_curve", "an int >= 1 or strictly increasing edges", bins)
+            raise param_error(
+                "bins", "reliability_curve", "an int >= 1 or strictly increasing edges", bins
+            )
     n_bins = edges.shape[0] - 1
     # right-closed last bin, like np.histogram; samples outside the edges are left out of every bin
     index = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, n_bins - 1)

@@ -52,7 +52,8 @@ def filtered_r2(
             rewards, scores, groups, rng=rng, ensemble=ensemble
         )
     values = [
-        r2(rewards, scores, filt.weights(rewards, groups, rng=rng, ensemble=ensemble)) for _ in range(draws)
+        r2(rewards, scores, filt.weights(rewards, groups, rng=rng, ensemble=ensemble))
+        for _ in range(draws)
     ]
     return float(np.mean(values))
 
@@ -78,7 +79,12 @@ def rank_filters(
         raise param_error("specs", "rank_filters", "a non-empty list of filter specs", specs)
     rng = as_generator(rng)
     scored = [
-        FilterScore(make_filter(s).spec, filtered_r2(s, rewards, scores, groups, rng=rng, draws=draws, ensemble=ensemble))
+        FilterScore(
+            make_filter(s).spec,
+            filtered_r2(s, rewards, scores, groups, rng=rng, draws=draws, ensemble=ensemble),
+        )
         for s in specs
     ]
-    return sorted(scored, key=lambda item: (math.isnan(item.r2), -item.r2 if not math.isnan(item.r2) else 0.0))
+    return sorted(
+        scored, key=lambda item: (math.isnan(item.r2), -item.r2 if not math.isnan(item.r2) else 0.0)
+    )
