@@ -19,10 +19,11 @@ def synthetic_reward_model(
     """Rewards, true scores and groups where the reward is trustworthy only when high."""
     rng = np.random.default_rng(seed)
     groups = np.repeat(np.arange(n_groups), group_size)
-    scores = rng.uniform(0, 1, size=groups.shape[0])
-    # noise is large at moderate scores and small near the top (heteroscedastic)
-    noise_scale = 0.05 + 0.6 * np.exp(-((scores - 0.45) ** 2) / 0.05)
-    rewards = scores + rng.normal(size=scores.shape) * noise_scale
+    rewards = rng.normal(size=groups.shape[0])
+    # the true score follows the reward, but the noise is large at moderate
+    # rewards and small at high ones (heteroscedastic, as PF-PPO observed)
+    noise_scale = np.where(rewards > 1.0, 0.1, 0.8)
+    scores = rewards + rng.normal(size=rewards.shape) * noise_scale
     return rewards, scores, groups
 
 
