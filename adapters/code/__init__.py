@@ -1,1 +1,18 @@
-"""Placeholder."""
+"""PF-PPO for code generation: task sets, a sandboxed executor, and the trainer.
+
+This package's ``__init__`` stays light (no torch / transformers import) so
+that loading tasks or executing programs does not pay for the model stack.
+Import the heavy modules explicitly (``rewardfilter.adapters.code.trainer``).
+"""
+
+from .curriculum import FAMILIES, make_curriculum
+from .tasks import CodeTask, load_humaneval, load_jsonl, save_jsonl
+
+__all__ = [
+    "CodeTask",
+    "FAMILIES",
+    "load_humaneval",
+    "load_jsonl",
+    "make_curriculum",
+    "save_jsonl",
+]
