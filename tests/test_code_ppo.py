@@ -78,7 +78,9 @@ def test_gae_padding_is_terminal_and_its_values_change_nothing():
     mask = t([[1, 1, 0, 0]])
     adv, ret = ppo.gae(rewards, values, mask, gamma=0.9, lam=0.95)
     # garbage in the padded positions (rewards and values) must not matter
-    adv2, ret2 = ppo.gae(t([[0.0, 1.0, 7.0, -3.0]]), t([[0.5, 0.2, 11.0, 5.0]]), mask, gamma=0.9, lam=0.95)
+    adv2, ret2 = ppo.gae(
+        t([[0.0, 1.0, 7.0, -3.0]]), t([[0.5, 0.2, 11.0, 5.0]]), mask, gamma=0.9, lam=0.95
+    )
     assert torch.equal(adv, adv2) and torch.equal(ret, ret2)
     assert adv[0, 2:].tolist() == [0.0, 0.0]
     assert adv[0, 1].item() == pytest.approx(1.0 - 0.2)  # terminal: no bootstrap from padding
@@ -118,11 +120,19 @@ def test_value_loss_clipping_by_hand():
 
 def test_losses_ignore_masked_tokens():
     mask = t([[1, 1, 0]])
-    a = ppo.policy_loss(t([[-1.0, -2.0, -3.0]]), t([[-1.1, -2.2, -3.0]]), t([[1.0, -1.0, 0.0]]), mask, 0.2)[0]
-    b = ppo.policy_loss(t([[-1.0, -2.0, 40.0]]), t([[-1.1, -2.2, -9.0]]), t([[1.0, -1.0, 1e6]]), mask, 0.2)[0]
+    a = ppo.policy_loss(
+        t([[-1.0, -2.0, -3.0]]), t([[-1.1, -2.2, -3.0]]), t([[1.0, -1.0, 0.0]]), mask, 0.2
+    )[0]
+    b = ppo.policy_loss(
+        t([[-1.0, -2.0, 40.0]]), t([[-1.1, -2.2, -9.0]]), t([[1.0, -1.0, 1e6]]), mask, 0.2
+    )[0]
     assert a.item() == b.item()
-    c = ppo.value_loss(t([[1.0, 2.0, 3.0]]), t([[1.0, 2.0, 3.0]]), t([[0.0, 0.0, 0.0]]), mask, 0.2)[0]
-    d = ppo.value_loss(t([[1.0, 2.0, -8.0]]), t([[1.0, 2.0, 5.0]]), t([[0.0, 0.0, 100.0]]), mask, 0.2)[0]
+    c = ppo.value_loss(t([[1.0, 2.0, 3.0]]), t([[1.0, 2.0, 3.0]]), t([[0.0, 0.0, 0.0]]), mask, 0.2)[
+        0
+    ]
+    d = ppo.value_loss(
+        t([[1.0, 2.0, -8.0]]), t([[1.0, 2.0, 5.0]]), t([[0.0, 0.0, 100.0]]), mask, 0.2
+    )[0]
     assert c.item() == d.item()
 
 

@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def masked_mean(
+    x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of ``x`` over the positions where ``mask`` is 1 (token-level mean).
 
     Token-level (every kept token counts once) rather than sequence-level

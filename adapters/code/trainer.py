@@ -1,0 +1,904 @@
+"""PF-PPO for code generation: PPO with a critic, a KL penalty, and policy filtration.
+
+One iteration of :meth:`PFPPOTrainer.step` reads like the algorithm box of
+PF-PPO (Shen & Zhang et al., arXiv 2409.06957):
+
+1. take a batch of prompts (code tasks);
+2. sample N responses per prompt (temperature, top-p);
+3. score them with the reward model (and its ensemble members), and with the
+   true score (the fraction of unit tests passed, from the sandbox) for logging;
+4. filter each prompt's group with the core (:func:`rewardfilter.make_filter`):
+   only the kept responses are trained on;
+5. per-token rewards = ``-kl_coef * (log pi - log pi_ref)`` plus the reward
+   score at the last response token; GAE (gamma, lambda) over response tokens;
+6. clipped PPO policy loss and clipped value loss, over epochs and
+   minibatches of the kept responses;
+7. log (JSONL + progress bar) and checkpoint.
+
+The pure math lives in :mod:`rewardfilter.adapters.code.ppo`.
+
+Reweighting
+-----------
+A ``rank:w1,...,wN`` filter whose weights are not all 0/1 is a *reweight*.
+By default (``reweight="sample"``) it is realised as the PF-PPO authors'
+replay buffer does it: each PPO epoch draws, with replacement and with
+probability proportional to the weight, as many samples as have a positive
+weight, and trains on the draws with loss weight 1. ``reweight="loss"``
+instead trains once on every sample with a positive weight, its tokens
+weighted by the sample's weight.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rewardfilter.adapters.code import ppo
+
+import rewardfilter as rf
+from rewardfilter._validation import param_error
+
+__all__ = ["PFPPOConfig", "PFPPOTrainer", "sandbox_true_score"]
+
+_OWNER = "PFPPOConfig"
+
+
+@dataclass
+class PFPPOConfig:
+    """Hyper-parameters of PF-PPO; each field's help text is also the CLI's help.
+
+    Defaults follow the PF-PPO authors where they published a value (N = 5,
+    gamma = 1, lambda = 0.95, clip 0.2, value clip 0.2, KL coefficient 0.01,
+    temperature 1.0, top-p 0.9, filter BR). Learning rates are those common
+    for PPO-RLHF on billion-parameter models; a few-million-parameter model
+    trained on CPU wants them 10-100x larger.
+    """
+
+    # --- sampling -----------------------------------------------------------
+    samples_per_prompt: int = field(
+        default=5,
+        metadata={
+            "help": "N: responses sampled per prompt (the group the filter ranks within). PF-PPO: 5."
+        },
+    )
+    prompts_per_iteration: int = field(
+        default=8,
+        metadata={
+            "help": "Prompts (tasks) per iteration; an iteration samples prompts_per_iteration * N responses."
+        },
+    )
+    iterations: int = field(default=100, metadata={"help": "Training iterations run by train()."})
+    temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "Sampling temperature (also divides the logits when computing log-probabilities, so PPO's ratios refer to the sampling distribution)."
+        },
+    )
+    top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling threshold in (0, 1]."})
+    max_new_tokens: int = field(
+        default=128,
+        metadata={"help": "Longest response, in tokens; a truncated response is scored as it is."},
+    )
+    # --- filtration ---------------------------------------------------------
+    filter: str = field(
+        default="br",
+        metadata={
+            "help": "Core filter spec applied per prompt group: none (PPO-M), random:K, bon, br, bw, topk:K, rank:w1,...,wN, uncertainty:Q, adaptive."
+        },
+    )
+    reweight: str = field(
+        default="sample",
+        metadata={
+            "help": "How a non-binary rank: filter enters training: 'sample' (weighted sampling with replacement, the authors' replay buffer) or 'loss' (per-sample loss weights)."
+        },
+    )
+    # --- PPO ----------------------------------------------------------------
+    gamma: float = field(
+        default=1.0, metadata={"help": "Discount over response tokens. PF-PPO: 1."}
+    )
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda. PF-PPO: 0.95."})
+    clip: float = field(default=0.2, metadata={"help": "PPO ratio clip epsilon. PF-PPO: 0.2."})
+    value_clip: float = field(
+        default=0.2, metadata={"help": "Clip on the value change per update. PF-PPO: 0.2."}
+    )
+    kl_coef: float = field(
+        default=0.01,
+        metadata={
+            "help": "Coefficient of the per-token KL penalty to the frozen reference. PF-PPO: 0.01."
+        },
+    )
+    ppo_epochs: int = field(
+        default=1, metadata={"help": "Passes over the kept samples per iteration."}
+    )
+    minibatch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Samples per gradient step (also the chunk size of the no-grad forward passes)."
+        },
+    )
+    policy_lr: float = field(default=5e-7, metadata={"help": "Adam learning rate of the policy."})
+    critic_lr: float = field(default=9e-6, metadata={"help": "Adam learning rate of the critic."})
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Gradient-norm clip per model (<= 0 disables)."}
+    )
+    reward_norm: str = field(
+        default="none",
+        metadata={
+            "help": "Reward normalisation before PPO: 'none', 'batch' (standardise the kept samples' scores per iteration) or 'running' (running mean/std over all scores seen)."
+        },
+    )
+    whiten_advantages: bool = field(
+        default=True,
+        metadata={"help": "Standardise advantages over the kept tokens of the iteration."},
+    )
+    # --- infrastructure -----------------------------------------------------
+    seed: int = field(
+        default=0,
+        metadata={"help": "Seed of every random choice (prompt order, sampling, filter ties)."},
+    )
+    device: str = field(
+        default="auto", metadata={"help": "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:K'."}
+    )
+    dtype: str = field(
+        default="float32", metadata={"help": "Model dtype: float32, bfloat16 or float16."}
+    )
+    checkpoint_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Directory for checkpoints (and the JSONL log); a run with an existing checkpoint there resumes from it."
+        },
+    )
+    checkpoint_every: int = field(
+        default=0,
+        metadata={"help": "Save a checkpoint every K iterations (0: only at the end of train())."},
+    )
+    log_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSONL log of per-iteration records (default: CHECKPOINT_DIR/log.jsonl, or none)."
+        },
+    )
+    progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar in train()."})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; the one place a bad value is reported (scikit-learn style)."""
+
+        def need(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise param_error(name, _OWNER, expected, getattr(self, name))
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        def is_num(v: Any) -> bool:
+            return (
+                isinstance(v, (int, float, np.number))
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+            )
+
+        for name in (
+            "samples_per_prompt",
+            "prompts_per_iteration",
+            "iterations",
+            "max_new_tokens",
+            "ppo_epochs",
+            "minibatch_size",
+        ):
+            need(is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an int >= 1")
+        need(
+            is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
+            "checkpoint_every",
+            "an int >= 0",
+        )
+        need(is_int(self.seed), "seed", "an int")
+        need(is_num(self.temperature) and self.temperature > 0, "temperature", "a float > 0")
+        need(is_num(self.top_p) and 0 < self.top_p <= 1, "top_p", "a float in (0, 1]")
+        need(is_num(self.gamma) and 0 <= self.gamma <= 1, "gamma", "a float in [0, 1]")
+        need(is_num(self.lam) and 0 <= self.lam <= 1, "lam", "a float in [0, 1]")
+        for name in ("clip", "value_clip", "policy_lr", "critic_lr"):
+            need(is_num(getattr(self, name)) and getattr(self, name) > 0, name, "a float > 0")
+        need(is_num(self.kl_coef) and self.kl_coef >= 0, "kl_coef", "a float >= 0")
+        need(is_num(self.max_grad_norm), "max_grad_norm", "a float (<= 0 disables clipping)")
+        need(self.reweight in ("sample", "loss"), "reweight", "'sample' or 'loss'")
+        need(
+            self.reward_norm in ("none", "batch", "running"),
+            "reward_norm",
+            "'none', 'batch' or 'running'",
+        )
+        need(self.dtype in _DTYPES, "dtype", "one of " + ", ".join(_DTYPES))
+        need(
+            isinstance(self.device, str)
+            and (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")),
+            "device",
+            "'auto', 'cpu', 'cuda', 'cuda:K' or 'mps'",
+        )
+        need(isinstance(self.whiten_advantages, bool), "whiten_advantages", "a bool")
+        need(isinstance(self.progress, bool), "progress", "a bool")
+        # the filter must exist and must be servable by groups of N samples
+        filt = rf.make_filter(self.filter)
+        filt.check_group_size(self.samples_per_prompt)
+        for name in ("checkpoint_dir", "log_path"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            need(isinstance(path, (str, os.PathLike)) and str(path) != "", name, "a path or None")
+            p = Path(path)
+            if name == "checkpoint_dir" and p.exists() and not p.is_dir():
+                raise ValueError(
+                    f"The 'checkpoint_dir' parameter of {_OWNER} must be a directory; {str(p)!r} is a file."
+                )
+            if name == "log_path" and p.is_dir():
+                raise ValueError(
+                    f"The 'log_path' parameter of {_OWNER} must be a file path; {str(p)!r} is a directory."
+                )
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name -> help text (what a command line shows)."""
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def sandbox_true_score(
+    tasks: Sequence[Any], completions: Sequence[str], **kwargs: Any
+) -> np.ndarray:
+    """True score of each completion: the fraction of its task's unit tests it passes.
+
+    A graded score (rather than pass/fail) is what PF-PPO's R² is measured
+    against; a program that fails to run at all scores 0.
+    """
+    from rewardfilter.adapters.code.sandbox import score_completions
+
+    results = score_completions(list(tasks), list(completions), **kwargs)
+    out = np.empty(len(results))
+    for i, res in enumerate(results):
+        total = getattr(res, "tests_total", 0) or 0
+        out[i] = (res.tests_passed / total) if total > 0 else float(bool(res.passed))
+    return out
+
+
+@dataclass
+class Rollout:
+    """Sampled responses of one iteration, token-aligned for the forward passes.
+
+    ``input_ids`` is ``[left-padded prompt | right-padded response]``; the
+    prompt occupies the first ``prompt_len`` columns.
+    """
+
+    tasks: list[Any]  # one per sample (a task repeated N times)
+    groups: np.ndarray  # prompt index of each sample within the iteration
+    input_ids: torch.Tensor  # (n, prompt_len + T)
+    attention_mask: torch.Tensor  # (n, prompt_len + T)
+    response_mask: torch.Tensor  # (n, T) float
+    prompt_len: int
+    completions: list[str]
+
+    @property
+    def response_ids(self) -> torch.Tensor:
+        return self.input_ids[:, self.prompt_len :]
+
+
+@dataclass
+class Experience:
+    """What PPO trains on: per-token tensors of the kept samples, computed once with no grad."""
+
+    index: torch.Tensor  # (m,) sample index in the rollout
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mask: torch.Tensor  # (m, T) response mask
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    kl: torch.Tensor
+    loss_weights: torch.Tensor | None  # (m,) or None (all 1)
+
+
+class PFPPOTrainer:
+    """PPO with a critic and a KL penalty, trained on the responses a core filter keeps.
+
+    Parameters
+    ----------
+    config : PFPPOConfig
+        Hyper-parameters (validated on construction).
+    policy : transformers causal LM
+        Any model whose forward takes ``input_ids, attention_mask,
+        position_ids`` and returns ``.logits``, with a ``generate`` method.
+    tokenizer : transformers tokenizer
+        Used left-padded for prompts; its EOS ends a response. A missing pad
+        token is set to EOS.
+    critic : torch module
+        Maps ``(input_ids, attention_mask, position_ids)`` to one value per
+        token: a ``(B, L)`` tensor, a ``(B, L, 1)`` tensor, or an output with
+        ``.values`` / ``.logits`` of either shape.
+    tasks : sequence of CodeTask
+        Training tasks (each needs ``.prompt``); must be non-empty.
+    reward : reward model, callable, or "true"
+        Either an object with ``score_members(prompts, completions) -> (K, n)``
+        (the reward is the members' mean, the members feed ``uncertainty:``),
+        an object with ``score(prompts, completions) -> (n,)``, a callable
+        ``(prompts, completions) -> (n,)``, or ``"true"`` to train on the true
+        score itself (the oracle).
+    reference : causal LM, optional
+        The frozen model of the KL penalty; defaults to a frozen copy of the
+        policy as it is at construction (before any resume).
+    true_score : callable, optional
+        ``(tasks, completions) -> (n,)`` array of true scores in [0, 1];
+        defaults to :func:`sandbox_true_score`.
+    """
+
+    def __init__(
+        self,
+        config: PFPPOConfig,
+        policy: torch.nn.Module,
+        tokenizer: Any,
+        critic: torch.nn.Module,
+        tasks: Sequence[Any],
+        reward: Any,
+        *,
+        reference: torch.nn.Module | None = None,
+        true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
+    ) -> None:
+        # ---- validate everything before any work --------------------------
+        if not isinstance(config, PFPPOConfig):
+            raise TypeError(f"config must be a PFPPOConfig; got {type(config).__name__}.")
+        config.validate()
+        tasks = list(tasks) if tasks is not None else []
+        if not tasks:
+            raise ValueError(
+                "The task set is empty; PF-PPO needs at least one training task (prompt)."
+            )
+        missing = [
+            i for i, t in enumerate(tasks) if not isinstance(getattr(t, "prompt", None), str)
+        ]
+        if missing:
+            raise ValueError(f"Every task needs a string 'prompt'; task {missing[0]} has none.")
+        if not (isinstance(reward, str) and reward == "true") and not (
+            hasattr(reward, "score_members") or hasattr(reward, "score") or callable(reward)
+        ):
+            raise ValueError(
+                "reward must have score_members(...) or score(...), be a callable, or be 'true'."
+            )
+        self.filter = rf.make_filter(config.filter)
+        if self.filter.needs_ensemble and not hasattr(reward, "score_members"):
+            raise ValueError(
+                f"Filter {self.filter.spec!r} needs a reward-model ensemble: reward must have score_members(prompts, completions)."
+            )
+        if not hasattr(policy, "generate"):
+            raise ValueError(
+                f"policy must be a causal LM with generate(); got {type(policy).__name__}."
+            )
+        if getattr(tokenizer, "eos_token_id", None) is None:
+            raise ValueError("The tokenizer has no eos_token_id; a response could never end.")
+
+        self.config = config
+        self.device = _resolve_device(config.device)
+        dtype = _DTYPES[config.dtype]
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = (
+            "left"  # prompts are left-padded so all responses start in one column
+        )
+        self.policy = policy.to(self.device, dtype)
+        self.critic = critic.to(self.device, dtype)
+        self.reference = (reference if reference is not None else copy.deepcopy(policy)).to(
+            self.device, dtype
+        )
+        self.reference.eval().requires_grad_(False)
+        self.tasks = tasks
+        self.reward = reward
+        self.true_score = true_score if true_score is not None else sandbox_true_score
+        self.policy_opt = torch.optim.Adam(
+            [p for p in self.policy.parameters() if p.requires_grad], lr=config.policy_lr
+        )
+        self.critic_opt = torch.optim.Adam(
+            [p for p in self.critic.parameters() if p.requires_grad], lr=config.critic_lr
+        )
+
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+        self.iteration = 0
+        self.samples_generated = 0
+        self.samples_used = 0
+        self._order = self.rng.permutation(len(tasks))
+        self._cursor = 0
+        self._running = {
+            "count": 0.0,
+            "mean": 0.0,
+            "m2": 0.0,
+        }  # Welford state for reward_norm="running"
+        self.history: list[dict] = []
+        self.last_weights: np.ndarray | None = None  # filter weights of the last iteration
+        self.last_trained: list[
+            int
+        ] = []  # rollout indices that entered a PPO minibatch last iteration
+
+        eos = tokenizer.eos_token_id
+        gen_eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
+        self._eos_ids = sorted({eos, *([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))})
+        log = config.log_path or (
+            str(Path(config.checkpoint_dir) / "log.jsonl") if config.checkpoint_dir else None
+        )
+        self.log_path = Path(log) if log else None
+
+    # =====================================================================
+    # one iteration
+    # =====================================================================
+    def step(self) -> dict:
+        """Run one PF-PPO iteration and return its log record."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        tasks = self._next_tasks()  # 1. a batch of prompts
+        rollout = self.generate(tasks)  # 2. N responses per prompt
+        rewards, members = self.score_reward(rollout)  # 3. reward model (+ members) ...
+        scores = np.asarray(
+            self.true_score(rollout.tasks, rollout.completions), dtype=float
+        )  # ... and true score
+        weights = self.filter_weights(
+            rewards, rollout.groups, members, scores
+        )  # 4. filter per prompt group
+        exp = self.make_experience(
+            rollout, rewards, weights
+        )  # 5. KL-penalised rewards, values, GAE
+        stats = self.update(exp, weights)  # 6. clipped PPO over epochs x minibatches
+        elapsed = time.perf_counter() - t0
+
+        self.iteration += 1
+        self.samples_generated += len(rollout.tasks)
+        self.samples_used += len(self.last_trained)  # samples that entered a gradient update
+        kept = weights > 0
+        n_tokens = float(rollout.response_mask.sum())
+        record = {
+            "iteration": self.iteration,
+            "samples": len(rollout.tasks),
+            "samples_generated": self.samples_generated,
+            "samples_used": self.samples_used,
+            "reward_mean": float(rewards.mean()),
+            "reward_kept_mean": float(np.average(rewards, weights=weights)),
+            "true_score_mean": float(scores.mean()),
+            "true_pass_rate": float((scores >= 1.0).mean()),
+            "true_pass_rate_kept": float(np.average(scores >= 1.0, weights=weights)),
+            "kept_fraction": float(kept.mean()),
+            "filtered_r2": _finite_or_none(rf.r2(rewards, scores, weights)),
+            "r2_all": _finite_or_none(rf.r2(rewards, scores)),
+            "kl": float((exp.kl.sum(-1)).mean()),  # per-sequence KL to the reference, kept samples
+            "response_len": n_tokens / len(rollout.tasks),
+            "tokens_per_s": n_tokens / elapsed,
+            "samples_per_s": len(rollout.tasks) / elapsed,
+            "time_s": elapsed,
+            "filter": self.filter.spec
+            if not isinstance(self.filter, rf.AdaptiveFilter)
+            else f"adaptive->{self.filter.chosen_.spec}",
+            **stats,
+        }
+        self._write_log(record)
+        if (
+            cfg.checkpoint_dir
+            and cfg.checkpoint_every
+            and self.iteration % cfg.checkpoint_every == 0
+        ):
+            self.save_checkpoint(cfg.checkpoint_dir)
+        return record
+
+    def train(self, iterations: int | None = None) -> list[dict]:
+        """Run iterations (resuming from ``checkpoint_dir`` if it holds a checkpoint) and return their records."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        total = cfg.iterations if iterations is None else iterations
+        if (
+            cfg.checkpoint_dir
+            and (Path(cfg.checkpoint_dir) / _STATE).exists()
+            and self.iteration == 0
+        ):
+            self.load_checkpoint(cfg.checkpoint_dir)
+        records = []
+        bar = tqdm(
+            total=total, initial=min(self.iteration, total), desc="PF-PPO", disable=not cfg.progress
+        )
+        while self.iteration < total:
+            rec = self.step()
+            records.append(rec)
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{rec['reward_mean']:.3f}",
+                pass_rate=f"{rec['true_pass_rate']:.2f}",
+                kl=f"{rec['kl']:.3f}",
+            )
+        bar.close()
+        if cfg.checkpoint_dir:
+            self.save_checkpoint(cfg.checkpoint_dir)
+        return records
+
+    # =====================================================================
+    # the pieces, in order
+    # =====================================================================
+    def _next_tasks(self) -> list[Any]:
+        """The next prompts_per_iteration tasks of a shuffled pass over the task set (reshuffled each pass)."""
+        out = []
+        for _ in range(self.config.prompts_per_iteration):
+            if self._cursor >= len(self._order):
+                self._order, self._cursor = self.rng.permutation(len(self.tasks)), 0
+            out.append(self.tasks[int(self._order[self._cursor])])
+            self._cursor += 1
+        return out
+
+    @torch.no_grad()
+    def generate(self, tasks: Sequence[Any]) -> Rollout:
+        """Sample N responses per task; mask everything after the first EOS."""
+        cfg, tok = self.config, self.tokenizer
+        enc = tok([t.prompt for t in tasks], return_tensors="pt", padding=True)
+        ids, attn = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        self.policy.eval()
+        out = self.policy.generate(
+            input_ids=ids,
+            attention_mask=attn,
+            do_sample=True,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=0,  # only nucleus sampling, as the authors (transformers' default would add top-k 50)
+            max_new_tokens=cfg.max_new_tokens,
+            num_return_sequences=cfg.samples_per_prompt,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=self._eos_ids,
+        )
+        seqs = out if isinstance(out, torch.Tensor) else out.sequences
+        prompt_len = ids.shape[1]
+        response = seqs[:, prompt_len:]
+        is_eos = torch.isin(response, torch.tensor(self._eos_ids, device=response.device))
+        # keep tokens up to and including the first EOS
+        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
+        mask = (~after_eos).float()
+        T = max(int(mask.sum(-1).max()), 1)  # drop all-padding columns
+        response, mask = response[:, :T], mask[:, :T]
+        response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
+        n = cfg.samples_per_prompt
+        prompt_attn = attn.repeat_interleave(n, dim=0)
+        completions = [
+            tok.decode(r[: int(m.sum())], skip_special_tokens=True)
+            for r, m in zip(response.tolist(), mask, strict=True)
+        ]
+        return Rollout(
+            tasks=[t for t in tasks for _ in range(n)],
+            groups=np.repeat(np.arange(len(tasks)), n),
+            input_ids=torch.cat([seqs[:, :prompt_len], response], dim=1),
+            attention_mask=torch.cat([prompt_attn, mask.long()], dim=1),
+            response_mask=mask,
+            prompt_len=prompt_len,
+            completions=completions,
+        )
+
+    def score_reward(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
+        """Reward of each sample (and the ensemble members' scores when the reward model has them)."""
+        if isinstance(self.reward, str):  # "true": the oracle trains on the true score itself
+            return np.asarray(
+                self.true_score(rollout.tasks, rollout.completions), dtype=float
+            ), None
+        prompts = [t.prompt for t in rollout.tasks]
+        if hasattr(self.reward, "score_members"):
+            members = np.asarray(
+                self.reward.score_members(prompts, rollout.completions), dtype=float
+            )
+            if members.ndim != 2 or members.shape[1] != len(prompts):
+                raise ValueError(
+                    f"score_members must return a (K, n={len(prompts)}) array; got shape {members.shape}."
+                )
+            return members.mean(axis=0), members
+        fn = self.reward.score if hasattr(self.reward, "score") else self.reward
+        rewards = np.asarray(fn(prompts, rollout.completions), dtype=float).reshape(-1)
+        if rewards.shape[0] != len(prompts):
+            raise ValueError(
+                f"The reward returned {rewards.shape[0]} scores for {len(prompts)} samples."
+            )
+        return rewards, None
+
+    def filter_weights(
+        self,
+        rewards: np.ndarray,
+        groups: np.ndarray,
+        members: np.ndarray | None,
+        scores: np.ndarray,
+    ) -> np.ndarray:
+        """The core filter's weight per sample, ranked within each prompt's group.
+
+        ``adaptive`` is fitted once, on the first iteration's labelled samples
+        (reward-model scores against sandbox scores), then kept fixed, unless
+        it arrives already fitted.
+        """
+        if isinstance(self.filter, rf.AdaptiveFilter) and self.filter.chosen_ is None:
+            self.filter.fit(rewards, scores, groups, rng=self.rng, ensemble=members)
+        weights = self.filter.weights(rewards, groups, rng=self.rng, ensemble=members)
+        self.last_weights = weights
+        return weights
+
+    def _normalise(
+        self, scores: np.ndarray, kept: np.ndarray, all_scores: np.ndarray
+    ) -> np.ndarray:
+        mode = self.config.reward_norm
+        if mode == "batch":
+            sel = scores[kept]
+            return (scores - sel.mean()) / (sel.std() + 1e-8)
+        if mode == "running":
+            r = self._running
+            for x in all_scores:  # Welford update with every score of the iteration
+                r["count"] += 1
+                d = x - r["mean"]
+                r["mean"] += d / r["count"]
+                r["m2"] += d * (x - r["mean"])
+            std = math.sqrt(r["m2"] / r["count"]) if r["count"] > 1 else 1.0
+            return (scores - r["mean"]) / (std + 1e-8)
+        return scores
+
+    @torch.no_grad()
+    def make_experience(
+        self, rollout: Rollout, rewards: np.ndarray, weights: np.ndarray
+    ) -> Experience:
+        """Log-probs, reference log-probs and values of the kept samples; KL-penalised rewards; GAE.
+
+        Only kept samples go through the three forward passes: filtering
+        before them is where PF-PPO saves compute.
+        """
+        cfg = self.config
+        kept = np.flatnonzero(weights > 0)
+        idx = torch.as_tensor(kept, device=self.device)
+        ids, attn = rollout.input_ids[idx], rollout.attention_mask[idx]
+        mask = rollout.response_mask[idx]
+        logprobs, ref_logprobs, values = [], [], []
+        self.policy.eval()
+        self.critic.eval()
+        for s in range(0, len(kept), cfg.minibatch_size):
+            sl = slice(s, s + cfg.minibatch_size)
+            logprobs.append(self._logprobs(self.policy, ids[sl], attn[sl], rollout.prompt_len))
+            ref_logprobs.append(
+                self._logprobs(self.reference, ids[sl], attn[sl], rollout.prompt_len)
+            )
+            values.append(self._values(ids[sl], attn[sl], rollout.prompt_len))
+        logprobs, ref_logprobs, values = (
+            torch.cat(x).float() for x in (logprobs, ref_logprobs, values)
+        )
+        scores = self._normalise(rewards, weights > 0, rewards)[kept]
+        token_rewards, kl = ppo.kl_penalised_rewards(
+            torch.as_tensor(scores, dtype=torch.float32, device=self.device),
+            logprobs,
+            ref_logprobs,
+            mask,
+            cfg.kl_coef,
+        )
+        advantages, returns = ppo.gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = ppo.masked_whiten(advantages, mask)
+        loss_weights = None
+        if not self.filter.is_binary and cfg.reweight == "loss":
+            loss_weights = torch.as_tensor(weights[kept], dtype=torch.float32, device=self.device)
+        return Experience(
+            idx,
+            ids,
+            attn,
+            mask,
+            logprobs,
+            ref_logprobs,
+            values,
+            advantages,
+            returns,
+            kl,
+            loss_weights,
+        )
+
+    def update(self, exp: Experience, weights: np.ndarray) -> dict:
+        """Clipped PPO policy and value updates over epochs and minibatches of the kept samples."""
+        cfg = self.config
+        m = exp.index.shape[0]
+        sample_probs = None
+        if not self.filter.is_binary and cfg.reweight == "sample":
+            w = weights[exp.index.cpu().numpy()]
+            sample_probs = w / w.sum()
+        self.policy.train()
+        self.critic.train()
+        acc: dict[str, list[float]] = {}
+        trained: set[int] = set()
+        for _ in range(cfg.ppo_epochs):
+            order = (
+                self.rng.choice(m, size=m, p=sample_probs)
+                if sample_probs is not None
+                else self.rng.permutation(m)
+            )
+            for s in range(0, m, cfg.minibatch_size):
+                mb = torch.as_tensor(order[s : s + cfg.minibatch_size], device=self.device)
+                lw = exp.loss_weights[mb] if exp.loss_weights is not None else None
+                new_logprobs = self._logprobs(
+                    self.policy, exp.input_ids[mb], exp.attention_mask[mb], _prompt_len(exp)
+                )
+                new_values = self._values(
+                    exp.input_ids[mb], exp.attention_mask[mb], _prompt_len(exp)
+                )
+                pg_loss, pg_stats = ppo.policy_loss(
+                    new_logprobs.float(),
+                    exp.logprobs[mb],
+                    exp.advantages[mb],
+                    exp.mask[mb],
+                    cfg.clip,
+                    lw,
+                )
+                vf_loss, vf_stats = ppo.value_loss(
+                    new_values.float(),
+                    exp.values[mb],
+                    exp.returns[mb],
+                    exp.mask[mb],
+                    cfg.value_clip,
+                    lw,
+                )
+                self.policy_opt.zero_grad(set_to_none=True)
+                self.critic_opt.zero_grad(set_to_none=True)
+                (
+                    pg_loss + vf_loss
+                ).backward()  # two separate models: the sum just saves a backward call
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.policy_opt.step()
+                self.critic_opt.step()
+                trained.update(exp.index[mb].tolist())
+                for k, v in {
+                    "policy_loss": pg_loss,
+                    "value_loss": vf_loss,
+                    **pg_stats,
+                    **vf_stats,
+                }.items():
+                    acc.setdefault(k, []).append(float(v.detach()))
+        self.last_trained = sorted(trained)
+        return {k: float(np.mean(v)) for k, v in acc.items()}
+
+    # ---- forward helpers -------------------------------------------------
+    def _logprobs(
+        self, model: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int
+    ) -> torch.Tensor:
+        """Log-prob of each response token under ``model`` (temperature-scaled logits)."""
+        logits = model(
+            input_ids=ids, attention_mask=attn, position_ids=_position_ids(attn), use_cache=False
+        ).logits
+        logits = logits[:, prompt_len - 1 : -1].float() / self.config.temperature
+        return (
+            torch.log_softmax(logits, dim=-1)
+            .gather(-1, ids[:, prompt_len:].unsqueeze(-1))
+            .squeeze(-1)
+        )
+
+    def _values(self, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        """The critic's value of the state before each response token."""
+        out = self.critic(input_ids=ids, attention_mask=attn, position_ids=_position_ids(attn))
+        if not isinstance(out, torch.Tensor):
+            out = (
+                out.values
+                if getattr(out, "values", None) is not None and not callable(out.values)
+                else out.logits
+            )
+        if out.dim() == 3:
+            out = out.squeeze(-1)
+        return out[:, prompt_len - 1 : -1]
+
+    # =====================================================================
+    # logging and checkpoints
+    # =====================================================================
+    def _write_log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def save_checkpoint(self, directory: str | os.PathLike) -> Path:
+        """Save everything resume needs (atomically: a crash mid-save keeps the previous checkpoint).
+
+        ``state.pt`` holds the policy and critic weights, both optimizers,
+        the numpy and torch RNG states, the prompt order, the running reward
+        statistics, the adaptive filter's choice and the iteration; the
+        policy is also exported with ``save_pretrained`` under ``policy/`` so
+        that evaluation can load it like any model.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / ".tmp_checkpoint"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        state = {
+            "iteration": self.iteration,
+            "samples_generated": self.samples_generated,
+            "samples_used": self.samples_used,
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "policy_opt": self.policy_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "np_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "order": self._order,
+            "cursor": self._cursor,
+            "running": dict(self._running),
+            "adaptive_choice": getattr(self.filter, "chosen_", None) and self.filter.chosen_.spec,
+            "config": asdict(self.config),
+        }
+        torch.save(state, tmp / _STATE)
+        if hasattr(self.policy, "save_pretrained"):
+            self.policy.save_pretrained(tmp / "policy")
+            if hasattr(self.tokenizer, "save_pretrained"):
+                self.tokenizer.save_pretrained(tmp / "policy")
+        for name in (_STATE, "policy"):
+            if (directory / name).exists():
+                if (directory / name).is_dir():
+                    shutil.rmtree(directory / name)
+                else:
+                    (directory / name).unlink()
+        if (tmp / "policy").exists():
+            os.replace(tmp / "policy", directory / "policy")
+        os.replace(
+            tmp / _STATE, directory / _STATE
+        )  # the state file lands last: it marks a complete checkpoint
+        shutil.rmtree(tmp, ignore_errors=True)
+        return directory
+
+    def load_checkpoint(self, directory: str | os.PathLike) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (the reference model is not touched)."""
+        path = Path(directory) / _STATE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No PF-PPO checkpoint at {str(directory)!r} (expected {_STATE} inside)."
+            )
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.policy_opt.load_state_dict(state["policy_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.rng.bit_generator.state = state["np_rng"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.iteration, self.samples_used = state["iteration"], state["samples_used"]
+        self.samples_generated = state["samples_generated"]
+        self._order, self._cursor = np.asarray(state["order"]), state["cursor"]
+        self._running = dict(state["running"])
+        if state.get("adaptive_choice") and isinstance(self.filter, rf.AdaptiveFilter):
+            self.filter.chosen_ = rf.make_filter(state["adaptive_choice"])
+
+
+_STATE = "state.pt"
+
+
+def _position_ids(attn: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them.
+
+    ``generate`` derives positions this way; a plain forward would count the
+    pad columns, and the log-probs of training would not be those of sampling.
+    """
+    return (attn.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def _prompt_len(exp: Experience) -> int:
+    return exp.input_ids.shape[1] - exp.mask.shape[1]
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None

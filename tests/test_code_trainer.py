@@ -1,0 +1,411 @@
+"""PFPPOTrainer on micro models built in-process (no download): masking, filtering, checkpoints, smoke runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer, Rollout  # noqa: E402
+
+import rewardfilter as rf  # noqa: E402
+
+torch.set_num_threads(1)
+
+CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "def sub(a, b):\n    return a - b\n",
+    "def first(xs):\n    return xs[0]\n",
+    "def double(x):\n    return 2 * x\n",
+]
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    prompt: str
+
+
+TASKS = [
+    Task("t0", "def add(a, b):\n"),
+    Task("t1", "def first(xs):\n    "),
+    Task("t2", "def f(x):"),
+    Task("t3", "def double(x):\n    return"),
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A byte-level BPE tokenizer trained here on a few lines (vocabulary ~300)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>"
+    )
+
+
+def make_policy(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    return transformers.LlamaForCausalLM(cfg)
+
+
+class TinyCritic(torch.nn.Module):
+    """A transformer body with a scalar head: one value per token."""
+
+    def __init__(self, tokenizer, seed=1):
+        super().__init__()
+        self.body = make_policy(tokenizer, seed).model
+        self.head = torch.nn.Linear(32, 1)
+
+    def forward(self, input_ids, attention_mask, position_ids=None):
+        h = self.body(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return self.head(h).squeeze(-1)
+
+
+def reward_fn(prompts, completions):
+    """A fake reward model: prefers longer completions with spaces."""
+    return np.array([len(c) / 10 + c.count(" ") for c in completions], dtype=float)
+
+
+class FakeEnsemble:
+    """Three members that disagree by a completion-dependent amount."""
+
+    def score_members(self, prompts, completions):
+        base = reward_fn(prompts, completions)
+        spread = np.array([len(c) % 3 for c in completions], dtype=float)
+        return np.stack([base, base + spread, base - spread])
+
+
+def true_score(tasks, completions):
+    """A fake sandbox: the fraction of characters that are letters."""
+    return np.array([sum(ch.isalpha() for ch in c) / max(len(c), 1) for c in completions])
+
+
+def make_trainer(tokenizer, *, seed=0, reward=reward_fn, tasks=TASKS, **overrides):
+    kw = dict(
+        samples_per_prompt=5,
+        prompts_per_iteration=2,
+        max_new_tokens=8,
+        minibatch_size=4,
+        ppo_epochs=2,
+        policy_lr=1e-3,
+        critic_lr=1e-3,
+        seed=seed,
+        device="cpu",
+        progress=False,
+    )
+    kw.update(overrides)
+    return PFPPOTrainer(
+        PFPPOConfig(**kw),
+        make_policy(tokenizer, seed),
+        tokenizer,
+        TinyCritic(tokenizer, seed + 1),
+        tasks,
+        reward,
+        true_score=true_score,
+    )
+
+
+# ---------------------------------------------------------------------------
+# configuration and bad input
+# ---------------------------------------------------------------------------
+def test_config_defaults_follow_the_authors_and_every_field_has_help():
+    cfg = PFPPOConfig()
+    assert (cfg.samples_per_prompt, cfg.gamma, cfg.lam, cfg.clip, cfg.value_clip) == (
+        5,
+        1.0,
+        0.95,
+        0.2,
+        0.2,
+    )
+    assert (cfg.kl_coef, cfg.temperature, cfg.top_p, cfg.filter) == (0.01, 1.0, 0.9, "br")
+    assert all(text for text in PFPPOConfig.help().values())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"samples_per_prompt": 0},
+            "'samples_per_prompt' parameter of PFPPOConfig must be an int >= 1",
+        ),
+        ({"samples_per_prompt": 1, "filter": "br"}, "needs groups of at least 2"),
+        ({"samples_per_prompt": 4, "filter": "rank:0.4,0.1,0.1,0.1,0.1"}, "one weight per sampled"),
+        ({"samples_per_prompt": 2, "filter": "random:3"}, "needs groups of at least 3"),
+        ({"filter": "best"}, "Unknown filter spec 'best'"),
+        ({"top_p": 0.0}, "'top_p' parameter"),
+        ({"reward_norm": "zscore"}, "'reward_norm' parameter"),
+        ({"dtype": "float8"}, "'dtype' parameter"),
+        ({"gamma": 1.5}, "'gamma' parameter"),
+    ],
+)
+def test_bad_config_is_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PFPPOConfig(**kwargs)
+
+
+def test_checkpoint_dir_that_is_a_file_is_rejected(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="must be a directory"):
+        PFPPOConfig(checkpoint_dir=str(f))
+
+
+def test_bad_trainer_input_fails_before_any_work(tokenizer):
+    with pytest.raises(ValueError, match="task set is empty"):
+        make_trainer(tokenizer, tasks=[])
+    with pytest.raises(ValueError, match="needs a reward-model ensemble"):
+        make_trainer(tokenizer, filter="uncertainty:0.2")
+    with pytest.raises(ValueError, match="reward must have"):
+        make_trainer(tokenizer, reward=42)
+    with pytest.raises(ValueError, match="causal LM with generate"):
+        PFPPOTrainer(
+            PFPPOConfig(device="cpu"),
+            torch.nn.Linear(2, 2),
+            tokenizer,
+            TinyCritic(tokenizer),
+            TASKS,
+            reward_fn,
+            true_score=true_score,
+        )
+    with pytest.raises(FileNotFoundError, match="No PF-PPO checkpoint"):
+        make_trainer(tokenizer).load_checkpoint("/nonexistent/checkpoint")
+
+
+# ---------------------------------------------------------------------------
+# masking of prompt and padding tokens
+# ---------------------------------------------------------------------------
+def hand_rollout(tokenizer, pad_fill=None, prompt_pad_fill=None):
+    """Two samples: a short prompt (left padded) with a long response, a long prompt with a short one."""
+    tokenizer.padding_side = "left"
+    enc = tokenizer([TASKS[2].prompt, TASKS[3].prompt], return_tensors="pt", padding=True)
+    ids, attn = enc["input_ids"], enc["attention_mask"]
+    assert (attn == 0).any(), "the test needs left padding"
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    r = torch.tensor([[5, 6, 7, 8, eos], [9, eos, pad, pad, pad]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.float32)
+    if pad_fill is not None:  # garbage after the EOS
+        r = torch.where(mask.bool(), r, torch.full_like(r, pad_fill))
+    if prompt_pad_fill is not None:  # garbage in the prompt's left padding
+        ids = torch.where(attn.bool(), ids, torch.full_like(ids, prompt_pad_fill))
+    return Rollout(
+        tasks=[TASKS[2], TASKS[3]],
+        groups=np.array([0, 1]),
+        input_ids=torch.cat([ids, r], 1),
+        attention_mask=torch.cat([attn, mask.long()], 1),
+        response_mask=mask,
+        prompt_len=ids.shape[1],
+        completions=["a", "b"],
+    )
+
+
+def test_masked_tokens_change_nothing(tokenizer):
+    trainer = make_trainer(tokenizer, filter="none", samples_per_prompt=1)
+    rewards, weights = np.array([1.0, -0.5]), np.ones(2)
+    base = trainer.make_experience(hand_rollout(tokenizer), rewards, weights)
+    other = trainer.make_experience(
+        hand_rollout(tokenizer, pad_fill=17, prompt_pad_fill=23), rewards, weights
+    )
+    m = base.mask
+    for name in ("logprobs", "ref_logprobs", "values", "advantages", "returns", "kl"):
+        a, b = getattr(base, name) * m, getattr(other, name) * m
+        assert torch.allclose(a, b, atol=1e-5), name
+    # and the losses of the update see the same numbers
+    assert torch.equal(base.advantages * (1 - m), torch.zeros_like(m))
+    assert torch.equal(base.returns * (1 - m), torch.zeros_like(m))
+
+
+def test_left_padding_does_not_change_log_probs(tokenizer):
+    """A padded sample scores as it would alone: positions skip the pad columns."""
+    trainer = make_trainer(tokenizer, filter="none", samples_per_prompt=1)
+    roll = hand_rollout(tokenizer)
+    padded = trainer._logprobs(
+        trainer.policy, roll.input_ids[:1], roll.attention_mask[:1], roll.prompt_len
+    )
+    n_pad = int((roll.attention_mask[0, : roll.prompt_len] == 0).sum())
+    alone = trainer._logprobs(
+        trainer.policy,
+        roll.input_ids[:1, n_pad:],
+        roll.attention_mask[:1, n_pad:],
+        roll.prompt_len - n_pad,
+    )
+    assert torch.allclose(padded, alone, atol=1e-5)
+
+
+def test_generated_rollout_masks_after_first_eos(tokenizer):
+    trainer = make_trainer(tokenizer)
+    roll = trainer.generate(TASKS[:2])
+    eos = tokenizer.eos_token_id
+    resp, mask = roll.response_ids, roll.response_mask
+    assert resp.shape[0] == 10 and list(roll.groups) == [0] * 5 + [1] * 5
+    for row, m in zip(resp, mask, strict=True):
+        n = int(m.sum())
+        assert torch.all(m[:n] == 1) and torch.all(m[n:] == 0)  # a prefix
+        assert eos not in row[: max(n - 1, 0)].tolist()  # no EOS before the last kept token
+        assert torch.all(row[n:] == tokenizer.pad_token_id)
+
+
+# ---------------------------------------------------------------------------
+# filtering: exactly the samples the core chose
+# ---------------------------------------------------------------------------
+class SpyFilter(rf.BestRandom):
+    """BR, recording what it was given and what it returned."""
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        out = super()._weights(rewards, groups, rng, ensemble)
+        self.seen = (rewards.copy(), groups.copy(), out.copy())
+        return out
+
+
+def test_training_uses_exactly_the_samples_the_core_kept(tokenizer):
+    trainer = make_trainer(tokenizer, filter="br", ppo_epochs=3)
+    trainer.filter = spy = SpyFilter()
+    record = trainer.step()
+    rewards, groups, weights = spy.seen
+    assert np.array_equal(weights, trainer.last_weights)
+    kept = np.flatnonzero(weights > 0)
+    assert trainer.last_trained == kept.tolist()
+    assert len(kept) == 2 * 2  # BR keeps 2 of each group of 5
+    for g in np.unique(groups):  # the best of each group is among them
+        members = np.flatnonzero(groups == g)
+        best = members[np.argmax(rewards[members])]
+        if np.sum(rewards[members] == rewards[best]) == 1:
+            assert best in kept
+    assert record["kept_fraction"] == pytest.approx(0.4)
+    assert record["samples_used"] == len(kept)
+
+
+def test_filter_ranks_the_reward_models_scores(tokenizer):
+    trainer = make_trainer(tokenizer, filter="bon")
+    trainer.filter = spy = SpyFilter()
+    trainer.step()
+    rewards, _, _ = spy.seen
+    # the rewards ranked are the reward model's scores of the decoded completions
+    roll_rewards = trainer.history[-1]["reward_mean"]
+    assert rewards.mean() == pytest.approx(roll_rewards)
+
+
+@pytest.mark.parametrize(
+    "spec, reward",
+    [
+        ("none", reward_fn),
+        ("random:2", reward_fn),
+        ("bon", reward_fn),
+        ("bw", reward_fn),
+        ("rank:0.4,0.1,0.1,0.1,0.1", reward_fn),
+        ("uncertainty:0.4", FakeEnsemble()),
+        ("adaptive", reward_fn),
+        ("br", "true"),
+    ],
+)
+def test_every_filter_runs_one_iteration(tokenizer, spec, reward):
+    trainer = make_trainer(tokenizer, filter=spec, reward=reward, ppo_epochs=1)
+    record = trainer.step()
+    weights = trainer.last_weights
+    expected_kept = {"none": 10, "random:2": 4, "bon": 2, "bw": 4, "uncertainty:0.4": 6}
+    if spec in expected_kept:
+        assert int((weights > 0).sum()) == expected_kept[spec]
+    assert set(trainer.last_trained) <= set(np.flatnonzero(weights > 0).tolist())
+    assert np.isfinite(record["policy_loss"]) and np.isfinite(record["value_loss"])
+    if spec == "adaptive":
+        assert record["filter"].startswith("adaptive->")
+
+
+def test_reweight_as_loss_weights_trains_every_positive_weight_once(tokenizer):
+    trainer = make_trainer(
+        tokenizer, filter="rank:0.4,0.1,0.1,0.1,0.1", reweight="loss", ppo_epochs=1
+    )
+    trainer.step()
+    assert trainer.last_trained == list(range(10))
+
+
+# ---------------------------------------------------------------------------
+# smoke run, log, checkpoint round trip and resume
+# ---------------------------------------------------------------------------
+def test_two_iteration_smoke_run_logs_and_learns(tokenizer, tmp_path):
+    trainer = make_trainer(tokenizer, checkpoint_dir=str(tmp_path / "ckpt"), reward_norm="batch")
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    records = trainer.train(2)
+    assert [r["iteration"] for r in records] == [1, 2]
+    lines = (tmp_path / "ckpt" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [1, 2]
+    for key in (
+        "reward_mean",
+        "true_pass_rate",
+        "kl",
+        "filtered_r2",
+        "kept_fraction",
+        "tokens_per_s",
+        "policy_loss",
+        "value_loss",
+    ):
+        assert key in records[-1]
+    assert records[-1]["tokens_per_s"] > 0
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, trainer.policy.parameters(), strict=True)
+    )
+    assert all(p.requires_grad is False for p in trainer.reference.parameters())
+    # the exported policy loads like any model
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt" / "policy")
+    assert isinstance(loaded, transformers.LlamaForCausalLM)
+
+
+def test_checkpoint_round_trip_continues_identically(tokenizer, tmp_path):
+    a = make_trainer(tokenizer, filter="br", seed=3)
+    a.step()
+    a.save_checkpoint(tmp_path)
+    reference_state = {k: v.clone() for k, v in a.reference.state_dict().items()}
+    # torch's sampling RNG is global: run a first, then b from the restored state
+    ra = a.step()
+    b = make_trainer(
+        tokenizer, filter="br", seed=99
+    )  # different init and seed: all must come from the file
+    b.reference.load_state_dict(reference_state)  # the caller rebuilds the same reference
+    b.load_checkpoint(tmp_path)
+    saved = torch.load(tmp_path / "state.pt", weights_only=False)
+    for x, y in zip(saved["policy"].values(), b.policy.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    for x, y in zip(saved["critic"].values(), b.critic.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    assert b.iteration == 1 and b.samples_used == saved["samples_used"]
+    rb = b.step()
+    for key in ("reward_mean", "kept_fraction", "policy_loss", "value_loss", "kl"):
+        assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-7), key
+
+
+def test_train_resumes_from_checkpoint_dir(tokenizer, tmp_path):
+    ckpt = str(tmp_path / "run")
+    make_trainer(tokenizer, checkpoint_dir=ckpt, checkpoint_every=1).train(2)
+    resumed = make_trainer(tokenizer, checkpoint_dir=ckpt)
+    records = resumed.train(3)
+    assert [r["iteration"] for r in records] == [3]
+    assert resumed.iteration == 3
