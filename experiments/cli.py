@@ -1,0 +1,87 @@
+"""``rewardfilter run`` and ``rewardfilter report``: the comparative experiments.
+
+Options are built from the fields of :class:`~rewardfilter.experiments.runner.RunOptions`
+and :class:`~rewardfilter.experiments.report.ReportOptions`, so their help text
+has one source. Heavy imports (the domains, Ray, matplotlib) happen only in the
+functions that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+
+def _add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per dataclass field, with the field's help text."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if f.type in (bool, "bool"):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+            continue
+        choices = f.metadata.get("choices")
+        kind = int if "int" in str(f.type) else str
+        parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=help_text)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rewardfilter.experiments.config import ConfigError, load_config
+    from rewardfilter.experiments.runner import RunOptions, run_experiment
+
+    try:
+        config = load_config(args.config)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = RunOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)})
+    summary = run_experiment(config, options)
+    print(
+        f"{summary.total} runs in {summary.out}: {summary.skipped} already finished, "
+        f"{len(summary.completed)} completed now, {len(summary.failed)} failed."
+    )
+    for run_id, reason in summary.failed.items():
+        print(f"  FAILED {run_id}: {reason}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rewardfilter.experiments.report import ReportOptions, make_report
+
+    options = ReportOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ReportOptions)})
+    try:
+        report = make_report(options)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.markdown)
+    print("\nwrote " + ", ".join(str(p) for p in report.files))
+    return 0
+
+
+def add_subcommands(subparsers) -> None:
+    from rewardfilter.experiments.report import ReportOptions
+    from rewardfilter.experiments.runner import RunOptions
+
+    run = subparsers.add_parser(
+        "run",
+        help="Run a comparative experiment from a YAML config (resumable).",
+        description="Expand CONFIG into runs (tasks x noise x methods x seeds) and execute the "
+        "unfinished ones on local processes or Ray. Re-running skips finished runs.",
+    )
+    run.add_argument("config", help="YAML config file (or the name of a shipped one, e.g. demo.yaml).")
+    _add_options(run, RunOptions)
+    run.set_defaults(func=cmd_run)
+
+    report = subparsers.add_parser(
+        "report",
+        help="Summarise an experiment folder: tables (CSV, Markdown) and plots (PNG).",
+    )
+    report.add_argument("dir", help="Output folder of 'rewardfilter run'.")
+    _add_options(report, ReportOptions, skip=("dir",))
+    report.set_defaults(func=cmd_report)

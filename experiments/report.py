@@ -1,0 +1,380 @@
+"""``rewardfilter report DIR``: the paper-style table and plots of an experiment.
+
+From the finished runs of an output folder it writes
+
+* ``summary.csv``: one row per (task, noise model, method) with the mean and
+  95% bootstrap CI of the final true return over seeds, the normalised score
+  (noisy PPO-M = 0, oracle = 1), the mean filtered R², kept fraction and
+  samples used;
+* ``summary.md``: the table a paper would print (rows: methods; columns:
+  tasks), the normalised scores, and the Spearman correlation between filtered
+  R² and performance per domain;
+* ``curves_step.png`` / ``curves_samples_used.png``: learning curves of the
+  true return with CI bands, per task, against environment steps and against
+  samples used in gradient updates (filters train on fewer samples per step);
+* ``r2_vs_score.png``: filtered R² against final performance per domain --
+  PF-PPO's claim that R² predicts which filter trains the better policy.
+
+Only the finished runs of the folder's manifest are read; missing runs are
+counted in the Markdown so an incomplete table is never mistaken for a whole one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ReportOptions:
+    """What to summarise and how; each field's help is also the command line's help."""
+
+    dir: str = field(default="runs/demo", metadata={"help": "Output folder of 'rewardfilter run'."})
+    x: str = field(
+        default="both",
+        metadata={
+            "help": "x axis of the learning curves: step (env steps), samples_used, or both.",
+            "choices": ("step", "samples_used", "both"),
+        },
+    )
+    resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% CIs."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap (the report is deterministic)."})
+
+
+@dataclass
+class Report:
+    """What :func:`make_report` produced."""
+
+    rows: list[dict[str, Any]]
+    markdown: str
+    files: list[Path]
+    spearman: dict[str, float]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(
+    values: Any, rng: np.random.Generator, resamples: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (NaNs dropped; a single value is its own CI)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (math.nan, math.nan)
+    if v.size == 1:
+        return (float(v[0]), float(v[0]))
+    means = v[rng.integers(v.size, size=(resamples, v.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def _nanmean(values: Any) -> float:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+# --------------------------------------------------------------------------- loading and grouping
+
+
+def _load(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    from rewardfilter.experiments.runner import finished_runs
+
+    if not out.is_dir():
+        raise FileNotFoundError(f"No experiment folder {str(out)!r}; run 'rewardfilter run CONFIG --out {out}' first.")
+    runs = finished_runs(out)
+    config: dict[str, Any] = {}
+    if (out / "config.yaml").exists():
+        import yaml
+
+        config = yaml.safe_load((out / "config.yaml").read_text()) or {}
+    expected = len(json.loads((out / "manifest.json").read_text())) if (out / "manifest.json").exists() else len(runs)
+    if not runs:
+        raise FileNotFoundError(f"No finished runs in {str(out)!r} yet.")
+    return runs, config, expected
+
+
+def _column(run: dict[str, Any], many_noises: bool) -> str:
+    label = run.get("task_label") or run["task"]
+    return f"{label} ({run['noise']['name']})" if many_noises else label
+
+
+def _ordered(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def make_report(options: ReportOptions | None = None, **overrides: Any) -> Report:
+    """Write summary.csv, summary.md and the PNG plots into the experiment folder."""
+    options = options or ReportOptions()
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    out = Path(options.dir)
+    runs, config, expected = _load(out)
+    rng = np.random.default_rng(options.seed)
+    baseline = (config.get("report") or {}).get("baseline", "PPO-M")
+    oracle = (config.get("report") or {}).get("oracle", "oracle")
+
+    many_noises = len({r["noise"]["name"] for r in runs}) > 1
+    columns = _ordered([_column(r, many_noises) for r in runs])
+    methods = _ordered([r["method"]["name"] for r in runs])
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        cells.setdefault((_column(r, many_noises), r["method"]["name"]), []).append(r)
+
+    rows: list[dict[str, Any]] = []
+    for col in columns:
+        finals = {
+            m: np.array([r["final"]["true_return"] for r in cells.get((col, m), [])], dtype=float)
+            for m in methods
+        }
+        lo_anchor = _nanmean(finals.get(baseline, []))
+        hi_anchor = _nanmean(finals.get(oracle, []))
+        span = hi_anchor - lo_anchor
+        for m in methods:
+            group = sorted(cells.get((col, m), []), key=lambda r: r["seed"])
+            if not group:
+                continue
+            x = finals[m]
+            norm = (x - lo_anchor) / span if np.isfinite(span) and span != 0 else np.full_like(x, math.nan)
+            ci = bootstrap_ci(x, rng, options.resamples)
+            nci = bootstrap_ci(norm, rng, options.resamples)
+            first = group[0]
+            rows.append(
+                {
+                    "domain": first["domain"],
+                    "task": first["task"],
+                    "noise": first["noise"]["name"],
+                    "column": col,
+                    "method": m,
+                    "reward": first["method"]["reward"],
+                    "group_size": first["method"]["group_size"],
+                    "filter": first["method"]["filter"],
+                    "n_seeds": len(group),
+                    "final_true_return": _nanmean(x),
+                    "ci_low": ci[0],
+                    "ci_high": ci[1],
+                    "normalised": _nanmean(norm),
+                    "normalised_ci_low": nci[0],
+                    "normalised_ci_high": nci[1],
+                    "final_noisy_return": _nanmean([r["final"].get("noisy_return", math.nan) for r in group]),
+                    # R² and kept fraction averaged over the whole run: the reliability the filter saw
+                    "filtered_r2": _nanmean(
+                        [_nanmean([rec.get("filtered_r2", math.nan) for rec in r["records"]]) for r in group]
+                    ),
+                    "kept_fraction": _nanmean(
+                        [_nanmean([rec.get("kept_fraction", math.nan) for rec in r["records"]]) for r in group]
+                    ),
+                    "samples_used": _nanmean([r["final"].get("samples_used", math.nan) for r in group]),
+                    "steps": _nanmean([r["final"].get("step", math.nan) for r in group]),
+                }
+            )
+
+    files = [_write_csv(out / "summary.csv", rows)]
+    spearman = _spearman_by_domain(rows)
+    markdown = _markdown(rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config)
+    (out / "summary.md").write_text(markdown)
+    files.append(out / "summary.md")
+    files += _plot_curves(out, runs, columns, methods, many_noises, options, rng)
+    files.append(_plot_r2(out, rows, spearman))
+    return Report(rows=rows, markdown=markdown, files=files, spearman=spearman)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
+
+
+def _r2_points(rows: list[dict[str, Any]], domain: str) -> list[dict[str, Any]]:
+    """Methods trained on the noisy reward with a finite R² and score (the oracle is excluded)."""
+    pts = [r for r in rows if r["domain"] == domain and r["reward"] == "noisy"]
+    key = "normalised" if all(math.isfinite(r["normalised"]) for r in pts) else "final_true_return"
+    return [
+        {**r, "y": r[key], "y_label": key}
+        for r in pts
+        if math.isfinite(r["filtered_r2"]) and math.isfinite(r[key])
+    ]
+
+
+def _spearman_by_domain(rows: list[dict[str, Any]]) -> dict[str, float]:
+    import rewardfilter as rf
+
+    out = {}
+    for domain in _ordered([r["domain"] for r in rows]):
+        pts = _r2_points(rows, domain)
+        if len(pts) >= 3:
+            out[domain] = rf.spearman([p["filtered_r2"] for p in pts], [p["y"] for p in pts])
+        else:
+            out[domain] = math.nan
+    return out
+
+
+def _fmt(x: float, digits: int | None = None) -> str:
+    """Fixed decimals when given, else 4 significant digits (returns range from 0.7 to 5000)."""
+    if not math.isfinite(x):
+        return "–"
+    return f"{x:.{digits}f}" if digits is not None else f"{x:.4g}"
+
+
+def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expected, config) -> str:
+    by = {(r["column"], r["method"]): r for r in rows}
+    n_seeds = sorted({r["n_seeds"] for r in rows})
+    seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]}"
+    name = config.get("name", "experiment")
+    lines = [f"# {name}", ""]
+    if n_runs < expected:
+        lines += [f"**Incomplete: {n_runs} of {expected} runs finished.**", ""]
+    lines += [
+        f"Final true return: mean [95% bootstrap CI] over {seeds} seeds.",
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for m in methods:
+        cells = []
+        for col in columns:
+            r = by.get((col, m))
+            cells.append(
+                "" if r is None else f"{_fmt(r['final_true_return'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+            )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Normalised score: {baseline} (noisy reward) = 0, {oracle} (true reward) = 1; mean [95% CI].",
+        "",
+        "| method | " + " | ".join(columns) + " | mean |",
+        "|---|" + "---|" * (len(columns) + 1),
+    ]
+    for m in methods:
+        cells, vals = [], []
+        for col in columns:
+            r = by.get((col, m))
+            if r is None:
+                cells.append("")
+                continue
+            vals.append(r["normalised"])
+            cells.append(f"{_fmt(r['normalised'], 2)} [{_fmt(r['normalised_ci_low'], 2)}, {_fmt(r['normalised_ci_high'], 2)}]")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(_nanmean(vals), 2)} |")
+    lines += ["", "Filtered R² (reward vs true return on kept episodes, mean over the run) and kept fraction.", ""]
+    lines += ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for m in methods:
+        cells = []
+        for col in columns:
+            r = by.get((col, m))
+            cells.append("" if r is None else f"{_fmt(r['filtered_r2'], 2)} ({_fmt(100 * r['kept_fraction'], 0)}%)")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for domain, rho in spearman.items():
+        n = len(_r2_points(rows, domain))
+        lines.append(
+            f"Spearman correlation between filtered R² and performance ({domain}, {n} noisy-reward "
+            f"method x task points): {_fmt(rho, 2)}"
+        )
+    lines += ["", "![learning curves](curves_step.png)", "", "![R² vs performance](r2_vs_score.png)", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _curve(runs: list[dict[str, Any]], key: str, rng, resamples: int, points: int = 60):
+    """Mean and CI band of the true return over seeds, on a common x grid (interpolated)."""
+    series = []
+    for r in runs:
+        recs = [rec for rec in r["records"] if math.isfinite(rec.get(key, math.nan))]
+        if recs:
+            series.append(
+                (np.array([rec[key] for rec in recs], float), np.array([rec["true_return"] for rec in recs], float))
+            )
+    if not series:
+        return None
+    x_max = min(s[0][-1] for s in series)
+    x_min = max(s[0][0] for s in series)
+    if len(series[0][0]) == 1 or x_max <= x_min:
+        grid = np.array([x_min])
+    else:
+        grid = np.linspace(x_min, x_max, points)
+    ys = np.stack([np.interp(grid, x, y) for x, y in series])
+    mean = ys.mean(axis=0)
+    if ys.shape[0] == 1:
+        return grid, mean, mean, mean
+    boot = ys[rng.integers(ys.shape[0], size=(resamples, ys.shape[0]))].mean(axis=1)
+    return grid, mean, np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
+
+
+def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["step", "samples_used"] if options.x == "both" else [options.x]
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    files = []
+    for key in keys:
+        fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+        for ax, col in zip(axes[0], columns, strict=True):
+            for m in methods:
+                group = [r for r in runs if _column(r, many_noises) == col and r["method"]["name"] == m]
+                curve = _curve(group, key, rng, min(options.resamples, 1000))
+                if curve is None:
+                    continue
+                x, mean, lo, hi = curve
+                ax.plot(x, mean, label=m, color=colors[m], lw=1.6)
+                ax.fill_between(x, lo, hi, color=colors[m], alpha=0.18, lw=0)
+            ax.set_title(col, fontsize=10)
+            ax.set_xlabel("environment steps" if key == "step" else "samples used in updates")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("true return")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.88))
+        path = out / f"curves_{key}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def _plot_r2(out: Path, rows: list[dict[str, Any]], spearman: dict[str, float]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    domains = list(spearman) or ["(none)"]
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.6 * len(domains), 3.8), squeeze=False)
+    for ax, domain in zip(axes[0], domains, strict=True):
+        pts = _r2_points(rows, domain)
+        tasks = _ordered([p["column"] for p in pts])
+        markers = "osD^v<>p*h"
+        for i, task in enumerate(tasks):
+            sel = [p for p in pts if p["column"] == task]
+            ax.scatter([p["filtered_r2"] for p in sel], [p["y"] for p in sel], marker=markers[i % 10], label=task)
+            for p in sel:
+                ax.annotate(p["method"], (p["filtered_r2"], p["y"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ylabel = pts[0]["y_label"] if pts else "normalised"
+        ax.set_xlabel("filtered R² (mean over training)")
+        ax.set_ylabel("normalised score" if ylabel == "normalised" else "final true return")
+        ax.set_title(f"{domain}: Spearman ρ = {_fmt(spearman.get(domain, math.nan), 2)}", fontsize=10)
+        ax.grid(alpha=0.3)
+        if tasks:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "r2_vs_score.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

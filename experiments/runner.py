@@ -1,0 +1,406 @@
+"""The runner: expand a config into runs, execute the unfinished ones, record results.
+
+Layout of an output folder::
+
+    OUT/config.yaml                 the validated config, as run
+    OUT/manifest.json               the run ids of the grid (what ``report`` reads)
+    OUT/runs/<run_id>/run.json      the run's full definition (one expanded grid cell)
+    OUT/runs/<run_id>/progress.jsonl  live evaluation records, appended while it runs
+    OUT/runs/<run_id>/records.jsonl the evaluation records, written when the run ends
+    OUT/runs/<run_id>/final.json    the final record; its presence marks the run done
+    OUT/runs/<run_id>/scratch/      the domain's ``out_dir`` (checkpoints)
+
+Why it survives a SIGKILL: only the driver writes ``records.jsonl`` and
+``final.json``, each to a temporary file first and then ``os.replace``\\ d into
+place (atomic on POSIX), records first and the final record last. A run is
+finished iff ``final.json`` exists and parses, so a restart skips exactly the
+finished runs, and redoes a run killed half-way from a clean slate (its
+``progress.jsonl`` is truncated) -- no run is lost and none is counted twice.
+Workers of the local pool die with the driver (``PR_SET_PDEATHSIG`` plus a
+parent watchdog), so a killed runner leaves no orphans computing stale runs.
+
+Determinism: each run seeds Python, numpy and torch from its own seed and
+uses one torch thread, in a fresh worker, so the same run gives the same
+records on the local pool and on Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rewardfilter.experiments.config import ExperimentConfig, load_config
+
+#: environment every worker gets before torch or numpy's BLAS start their thread pools
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass
+class RunOptions:
+    """How to execute a config; each field's help is also the command line's help."""
+
+    backend: str = field(
+        default="local",
+        metadata={
+            "help": "'local': a pool of processes on this machine; 'ray': one Ray task per run.",
+            "choices": ("local", "ray"),
+        },
+    )
+    address: str | None = field(
+        default=None,
+        metadata={
+            "help": "Ray cluster address (e.g. 'auto' or 'ray://host:10001'); default: start a local Ray. "
+            "A cluster needs OUT on a filesystem its nodes share."
+        },
+    )
+    workers: int | None = field(
+        default=None,
+        metadata={"help": "Runs at a time; default one per CPU core (local) or per Ray CPU."},
+    )
+    out: str | None = field(default=None, metadata={"help": "Output folder; default runs/<config name>."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+
+@dataclass
+class RunSummary:
+    """What a call to :func:`run_experiment` did."""
+
+    out: Path
+    total: int
+    skipped: int
+    completed: list[str]
+    failed: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays to plain Python, recursively (JSON has no numpy types)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def read_final(run_dir: Path) -> dict[str, Any] | None:
+    """The final record of a finished run, or None if the run is not finished."""
+    try:
+        return json.loads((run_dir / "final.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a torn last line (a killed writer) is ignored."""
+    out = []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _die_with_parent() -> None:
+    """Make this worker exit when the driver dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def _worker_init() -> None:
+    os.environ.update(THREAD_ENV)
+    _die_with_parent()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and (if the domain loaded it) torch; one torch thread for determinism."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+
+
+def execute_run(run: dict[str, Any]) -> dict[str, Any]:
+    """Run one grid cell in this process and return its records and final record.
+
+    Called in a pool worker or a Ray task. It appends each record to the run's
+    ``progress.jsonl`` (for the progress bar, best effort) and returns
+    everything, so the driver alone commits results.
+    """
+    from rewardfilter.experiments.domains import RECORD_KEYS, resolve
+
+    os.environ.update(THREAD_ENV)
+    fn = resolve(run["domain"])  # imports the domain (and torch, if it uses it) before seeding
+    seed_everything(int(run["seed"]))
+    progress = None
+    if run.get("out_dir"):
+        Path(run["out_dir"]).mkdir(parents=True, exist_ok=True)
+        progress = Path(run["out_dir"]).parent / "progress.jsonl"
+        progress.write_text("")
+    records: list[dict[str, Any]] = []
+
+    def log(record: dict[str, Any]) -> None:
+        missing = [k for k in ("step", "true_return") if k not in record]
+        if missing:
+            raise ValueError(f"An evaluation record needs {missing}; got keys {sorted(record)}.")
+        rec = {k: float("nan") for k in RECORD_KEYS} | _jsonable(dict(record))
+        records.append(rec)
+        if progress is not None:
+            with open(progress, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    start = time.perf_counter()
+    final = fn(run, log)
+    final = {k: float("nan") for k in RECORD_KEYS} | _jsonable(dict(final or (records[-1] if records else {})))
+    final["wall_s"] = round(time.perf_counter() - start, 3)
+    return {"run_id": run["run_id"], "records": records, "final": final}
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def prepare(config: ExperimentConfig, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write the config snapshot and manifest; return (all runs, runs still to do)."""
+    import yaml
+
+    out.mkdir(parents=True, exist_ok=True)
+    runs = config.expand(out)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write_text(out / "manifest.json", json.dumps([r["run_id"] for r in runs], indent=1))
+    todo = []
+    for run in runs:
+        run_dir = out / "runs" / run["run_id"]
+        if read_final(run_dir) is not None:
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("progress.jsonl", "records.jsonl", "error.txt"):
+            (run_dir / stale).unlink(missing_ok=True)
+        atomic_write_text(run_dir / "run.json", json.dumps(run, indent=1))
+        todo.append(run)
+    return runs, todo
+
+
+def commit(out: Path, result: dict[str, Any]) -> None:
+    """Write a finished run's results: records first, the final record (the done marker) last."""
+    run_dir = out / "runs" / result["run_id"]
+    atomic_write_text(run_dir / "records.jsonl", "".join(json.dumps(r) + "\n" for r in result["records"]))
+    atomic_write_text(run_dir / "final.json", json.dumps(result["final"], indent=1))
+    (run_dir / "progress.jsonl").unlink(missing_ok=True)
+
+
+class _Progress:
+    """A tqdm bar of finished runs whose postfix shows how far the current runs are."""
+
+    def __init__(self, out: Path, runs: list[dict[str, Any]], total: int, done: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.out = out
+        self.pending = {r["run_id"]: r for r in runs}
+        self.bar = tqdm(total=total, initial=done, unit="run", desc="runs", disable=not enabled, dynamic_ncols=True)
+
+    def finished(self, run_id: str) -> None:
+        self.pending.pop(run_id, None)
+        self.bar.update(1)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.bar.disable:
+            return
+        current = []
+        for run_id, run in self.pending.items():
+            path = self.out / "runs" / run_id / "progress.jsonl"
+            if not path.exists():
+                continue
+            recs = read_jsonl(path)
+            step = recs[-1]["step"] if recs else 0
+            label = f"{run['task_label']}|{run['method']['name']}|s{run['seed']}"
+            current.append(f"{label} {100 * step / max(1, run['budget']['steps']):.0f}%")
+        self.bar.set_postfix_str("; ".join(current[:4]) + (" ..." if len(current) > 4 else ""), refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_local(todo, workers, on_done, on_error, progress) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
+    ) as pool:
+        futures = {pool.submit(execute_run, run): run["run_id"] for run in todo}
+        while futures:
+            done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                run_id = futures.pop(fut)
+                try:
+                    on_done(fut.result())
+                except Exception as exc:  # a failed run must not stop the others
+                    on_error(run_id, exc)
+            progress.refresh()
+
+
+def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("The ray backend needs Ray: pip install 'rewardfilter[ray]'.") from exc
+
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "logging_level": "warning",
+            "runtime_env": {"env_vars": dict(THREAD_ENV)},
+        }
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs["num_cpus"] = workers
+        ray.init(**kwargs)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        refs = {remote.remote(run): run["run_id"] for run in todo}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
+            for ref in ready:
+                run_id = refs.pop(ref)
+                try:
+                    on_done(ray.get(ref))
+                except Exception as exc:
+                    on_error(run_id, exc)
+            progress.refresh()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_experiment(
+    config: ExperimentConfig | str | Path,
+    options: RunOptions | None = None,
+    **overrides: Any,
+) -> RunSummary:
+    """Execute every unfinished run of ``config``; return what was done.
+
+    Parameters
+    ----------
+    config : ExperimentConfig or path
+        The experiment; a path is loaded and validated first, so an invalid
+        config fails before anything runs.
+    options : RunOptions, optional
+        Backend, workers, output folder; keyword ``overrides`` set its fields.
+    """
+    options = options or RunOptions()
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
+    if options.backend not in ("local", "ray"):
+        raise ValueError(f"The 'backend' option must be 'local' or 'ray'; got {options.backend!r}.")
+    if options.workers is not None and options.workers < 1:
+        raise ValueError(f"The 'workers' option must be an int >= 1; got {options.workers!r}.")
+    out = Path(options.out or Path("runs") / config.name)
+    runs, todo = prepare(config, out)
+    skipped = len(runs) - len(todo)
+    workers = options.workers or os.cpu_count() or 1
+    completed: list[str] = []
+    failed: dict[str, str] = {}
+    progress = _Progress(out, todo, len(runs), skipped, options.progress)
+
+    def on_done(result: dict[str, Any]) -> None:
+        commit(out, result)
+        completed.append(result["run_id"])
+        progress.finished(result["run_id"])
+
+    def on_error(run_id: str, exc: BaseException) -> None:
+        failed[run_id] = f"{type(exc).__name__}: {exc}"
+        atomic_write_text(out / "runs" / run_id / "error.txt", failed[run_id] + "\n")
+        progress.finished(run_id)
+
+    try:
+        if todo:
+            if options.backend == "local":
+                _run_local(todo, min(workers, len(todo)), on_done, on_error, progress)
+            else:
+                _run_ray(todo, workers, options.address, on_done, on_error, progress)
+    finally:
+        progress.close()
+    return RunSummary(out=out, total=len(runs), skipped=skipped, completed=completed, failed=failed)
+
+
+def finished_runs(out: str | Path, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Load every finished run under ``out`` (those of its manifest by default).
+
+    Each item: the run definition plus ``records`` and ``final``.
+    """
+    out = Path(out)
+    if run_ids is None:
+        manifest = out / "manifest.json"
+        if manifest.exists():
+            run_ids = json.loads(manifest.read_text())
+        else:
+            run_ids = sorted(p.name for p in (out / "runs").glob("*") if p.is_dir())
+    loaded = []
+    for run_id in run_ids:
+        run_dir = out / "runs" / run_id
+        final = read_final(run_dir)
+        if final is None:
+            continue
+        run = json.loads((run_dir / "run.json").read_text())
+        run["records"] = read_jsonl(run_dir / "records.jsonl")
+        run["final"] = final
+        loaded.append(run)
+    return loaded
+
