@@ -1,1 +1,69 @@
-"""Placeholder."""
+"""Noisy-reward Gymnasium tasks (imported as ``rewardfilter.envs``).
+
+Importing this package registers the tasks of :data:`TASKS` under the
+``rewardfilter/`` namespace::
+
+    import gymnasium as gym
+    import rewardfilter.envs  # noqa: F401  (registers the tasks)
+
+    env = gym.make("rewardfilter/Pendulum-v1", noise="heteroscedastic",
+                   noise_kwargs={"std": 0.3, "reliable": "high"})
+
+Noise models (``NOISE_MODELS``): ``none`` (the oracle), ``gaussian``,
+``heteroscedastic`` (reliable at high, low or no rewards), ``confusion``
+(Wang, Liu & Li, AAAI 2020) and ``learned`` (an ensemble proxy reward model
+fitted on random-policy data, cached on disk). Every step's info carries
+``true_reward``; ``learned`` adds ``reward_ensemble``.
+"""
+
+from rewardfilter.envs.learned import (
+    CACHE_ENV_VAR,
+    LearnedRewardConfig,
+    LearnedRewardModel,
+    default_cache_dir,
+)
+from rewardfilter.envs.noise import (
+    ConfusionNoise,
+    ConfusionNoiseConfig,
+    GaussianNoise,
+    GaussianNoiseConfig,
+    HeteroscedasticNoise,
+    HeteroscedasticNoiseConfig,
+    NoiseModel,
+    NoNoise,
+    NoNoiseConfig,
+)
+from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
+from rewardfilter.envs.wrappers import (
+    NOISE_MODELS,
+    NOISE_SEED_OPTION,
+    NoisyReward,
+    make_noise_model,
+)
+
+register_tasks()
+
+__all__ = [
+    "CACHE_ENV_VAR",
+    "NAMESPACE",
+    "NOISE_MODELS",
+    "NOISE_SEED_OPTION",
+    "TASKS",
+    "ConfusionNoise",
+    "ConfusionNoiseConfig",
+    "GaussianNoise",
+    "GaussianNoiseConfig",
+    "HeteroscedasticNoise",
+    "HeteroscedasticNoiseConfig",
+    "LearnedRewardConfig",
+    "LearnedRewardModel",
+    "NoNoise",
+    "NoNoiseConfig",
+    "NoiseModel",
+    "NoisyReward",
+    "TaskSpec",
+    "default_cache_dir",
+    "make_noise_model",
+    "make_task",
+    "register_tasks",
+]

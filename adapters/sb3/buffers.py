@@ -1,0 +1,481 @@
+"""Rollout buffers that train only on the episodes a filter keeps (PF-PPO for SB3).
+
+Use::
+
+    venv = make_grouped_vec_env("rewardfilter/Pendulum-v1", n_groups=4, group_size=4)
+    PPO("MlpPolicy", venv, rollout_buffer_class=FilteredRolloutBuffer,
+        rollout_buffer_kwargs={"filter": "br"})
+
+(A2C too.) One rollout reads like the paper's algorithm box:
+
+1. *sample*: SB3 fills the buffer; for every step the buffer also records the
+   episode's group (start state), the reward the env returned (before SB3
+   adds value bootstraps on truncation), the true reward and the reward-model
+   ensemble, all read from the step infos (see "Where the infos come from");
+2. *advantages*: GAE runs over the *whole* buffer, exactly as in SB3, so
+   values and advantages of kept steps are those of unfiltered PPO;
+3. *score and filter*: each episode that ended in this rollout is ranked by
+   its observed (noisy) return within its group, and the filter gives it a
+   weight; its steps inherit the weight;
+4. *update*: :meth:`get` yields only steps with weight > 0.
+
+Rules
+-----
+Cut episodes
+    An episode is ranked in the rollout in which it *ends*, by its full noisy
+    return (steps of earlier rollouts included, carried over), against the
+    members of its group that end in the same rollout. Steps of an episode
+    that has not ended when the rollout stops cannot be ranked: they are kept
+    with weight 1 and counted in ``last_stats["n_unranked_transitions"]``.
+    Every step is thus used in exactly one rollout, never dropped because it
+    was cut and never duplicated. Choose ``n_steps`` of a few episode lengths
+    so that most steps are ranked.
+Non-binary weights (``rank:w1,...,wN``)
+    As the PF-PPO authors' "reweight" version: :meth:`get` draws as many
+    steps as the buffer holds, with replacement, with probability
+    proportional to their weights (steps of unranked episodes count with
+    weight 1), anew at every epoch.
+Nothing kept
+    :meth:`get` never yields an empty batch: if a filter keeps no step (e.g.
+    ``threshold`` above every return) the rollout is used unfiltered, with a
+    warning and ``last_stats["fallback"] = 1``.
+``adaptive``
+    Needs labelled data: before filtering, it is fitted on the (noisy return,
+    true return) pairs of the episodes that ended in this rollout (the true
+    returns only choose the filter; they never enter the loss). Pass
+    ``refit_adaptive=False`` to use a filter fitted beforehand. Until a fit
+    succeeds the rollout is used unfiltered.
+
+Where the infos come from
+-------------------------
+SB3's ``RolloutBuffer.add`` does not receive the step infos. The buffer's
+:meth:`add` accepts them as a keyword (``add(..., infos=infos)``) for custom
+loops; when it is not given, it takes the ``infos`` variable of its caller,
+SB3's ``OnPolicyAlgorithm.collect_rollouts`` (shared by PPO and A2C), which
+has just received them from ``env.step``. The infos are those written by
+:class:`~rewardfilter.adapters.sb3.GroupMember` (``group_id``,
+``observed_reward``) and :class:`~rewardfilter.envs.NoisyReward`
+(``true_reward``, ``reward_ensemble``); they pass unchanged through SB3's
+``VecEnvWrapper``s such as ``VecNormalize``. With filter ``none`` and no
+group infos the buffer behaves exactly as SB3's own.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from rewardfilter.adapters.sb3.grouping import GROUP_ID_KEY, OBSERVED_REWARD_KEY
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+
+import rewardfilter as rf
+
+STAT_KEYS = (
+    "kept_fraction",
+    "filtered_r2",
+    "noisy_return_mean",
+    "true_return_mean",
+    "ensemble_std_mean",
+    "n_episodes",
+    "n_kept_transitions",
+)
+
+
+def _nan_stats() -> dict[str, float]:
+    stats = dict.fromkeys(STAT_KEYS, float("nan"))
+    stats.update(
+        n_episodes=0, n_kept_transitions=0, n_unranked_transitions=0, r2=float("nan"), fallback=0
+    )
+    return stats
+
+
+class _FilterMixin:
+    """The filtering logic shared by the flat and the Dict rollout buffer.
+
+    Subclasses combine it with an SB3 rollout buffer and implement
+    :meth:`_flatten_once` (SB3's own data preparation in ``get``).
+    """
+
+    buffer_size: int
+    n_envs: int
+    full: bool
+    episode_starts: np.ndarray
+    generator_ready: bool
+
+    def _init_filter(
+        self,
+        filter: str | rf.Filter,
+        seed: int | None,
+        refit_adaptive: bool,
+        group_size: int | None,
+        n_envs: int,
+    ) -> None:
+        self.filter = rf.make_filter(filter)
+        self.refit_adaptive = bool(refit_adaptive)
+        self.seed = seed
+        self.group_size = group_size
+        if group_size is not None:
+            from rewardfilter.adapters.sb3.grouping import check_grouping
+
+            check_grouping(n_envs, group_size)
+            self.filter.check_group_size(group_size)
+        self._needs_groups = not isinstance(self.filter, rf.NoFilter)
+        self._rng: np.random.Generator | None = None if seed is None else np.random.default_rng(seed)
+        self._checked_group_size = group_size is not None
+        # episodes cut by the previous rollout's end, per env
+        self._carry_valid = np.zeros(n_envs, dtype=bool)
+        self._carry_group = np.full(n_envs, -1, dtype=np.int64)
+        self._carry_noisy = np.zeros(n_envs)
+        self._carry_true = np.zeros(n_envs)
+        self._carry_ensemble: np.ndarray | None = None
+        self.last_stats: dict[str, float] = _nan_stats()
+        self.last_episode_weights = np.zeros(0)
+
+    # -- per-step records ------------------------------------------------------
+
+    def _reset_records(self) -> None:
+        shape = (self.buffer_size, self.n_envs)
+        self.group_ids = np.full(shape, -1, dtype=np.int64)
+        self.observed_rewards = np.zeros(shape)
+        self.true_rewards = np.zeros(shape)
+        self.reward_ensembles: np.ndarray | None = None
+        self._has_groups = np.zeros(shape, dtype=bool)
+        self._flat_weights: np.ndarray | None = None
+
+    def _record(self, infos: Any, reward: np.ndarray) -> None:
+        """Store this step's group ids and rewards from the step infos."""
+        pos = self.pos  # type: ignore[attr-defined]
+        reward = np.asarray(reward, dtype=np.float64).reshape(-1)
+        if infos is None or len(infos) != self.n_envs:
+            if self._needs_groups:
+                raise ValueError(
+                    f"Filter {self.filter.spec!r} needs each step's infos (group ids, observed rewards), "
+                    "but FilteredRolloutBuffer.add got none: use PPO/A2C's collect_rollouts, or pass "
+                    "add(..., infos=infos) in a custom loop, with an env built by make_grouped_vec_env."
+                )
+            self.observed_rewards[pos] = reward
+            self.true_rewards[pos] = reward
+            return
+        for e, info in enumerate(infos):
+            observed = info.get(OBSERVED_REWARD_KEY)
+            observed = float(reward[e]) if observed is None else observed
+            self.observed_rewards[pos, e] = observed
+            true = info.get("true_reward")
+            self.true_rewards[pos, e] = observed if true is None else true
+            gid = info.get(GROUP_ID_KEY)
+            if gid is not None:
+                self.group_ids[pos, e] = gid
+                self._has_groups[pos, e] = True
+            ens = info.get("reward_ensemble")
+            if ens is not None:
+                if self.reward_ensembles is None:
+                    self.reward_ensembles = np.zeros((self.buffer_size, self.n_envs, len(ens)))
+                self.reward_ensembles[pos, e] = ens
+        if self._needs_groups and not self._has_groups[pos].all():
+            raise ValueError(
+                f"Filter {self.filter.spec!r} needs group ids in the step infos ('{GROUP_ID_KEY}'); "
+                "build the env with rewardfilter.adapters.sb3.make_grouped_vec_env (or wrap each copy "
+                "in GroupMember)."
+            )
+        if not self._checked_group_size and "group" in infos[0]:
+            # learn the group size once from the infos and check the filter can serve it
+            groups = np.array([info.get("group", -1) for info in infos])
+            self.filter.check_group_size(int(np.bincount(groups[groups >= 0]).max()))
+            self._checked_group_size = True
+
+    # -- filtering -------------------------------------------------------------
+
+    def _filter_rng(self) -> np.random.Generator:
+        if self._rng is None:
+            # drawn from numpy's global RNG, which SB3's ``seed=`` sets: runs stay reproducible
+            self._rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))  # noqa: NPY002
+        return self._rng
+
+    def _episodes(self, dones: np.ndarray) -> dict[str, Any]:
+        """Split the buffer into episode segments and total each finished episode."""
+        T, E = self.buffer_size, self.n_envs
+        ends = np.zeros((T, E), dtype=bool)
+        ends[:-1] = self.episode_starts[1:] > 0.5
+        ends[-1] = np.asarray(dones, dtype=bool).reshape(-1)
+        ens = self.reward_ensembles
+        k = 0 if ens is None else ens.shape[2]
+        if ens is not None and (self._carry_ensemble is None or self._carry_ensemble.shape[1] != k):
+            self._carry_ensemble = np.zeros((E, k))
+        seg_env, seg_start, seg_stop = [], [], []
+        noisy, true, groups, ens_sums = [], [], [], []
+        unranked = np.zeros((T, E), dtype=bool)
+        for e in range(E):
+            starts = np.flatnonzero(self.episode_starts[:, e] > 0.5)
+            bounds = np.union1d([0], starts).tolist() + [T]
+            for i in range(len(bounds) - 1):
+                a, b = bounds[i], bounds[i + 1]
+                gid = int(self.group_ids[a, e])
+                n_sum = float(self.observed_rewards[a:b, e].sum())
+                t_sum = float(self.true_rewards[a:b, e].sum())
+                k_sum = ens[a:b, e].sum(axis=0) if ens is not None else None
+                continues = i == 0 and self.episode_starts[0, e] < 0.5
+                if continues and self._carry_valid[e] and self._carry_group[e] == gid:
+                    n_sum += self._carry_noisy[e]
+                    t_sum += self._carry_true[e]
+                    if k_sum is not None:
+                        k_sum = k_sum + self._carry_ensemble[e]
+                if ends[b - 1, e]:
+                    seg_env.append(e)
+                    seg_start.append(a)
+                    seg_stop.append(b)
+                    noisy.append(n_sum)
+                    true.append(t_sum)
+                    groups.append(gid)
+                    if k_sum is not None:
+                        ens_sums.append(k_sum)
+                else:  # cut by the end of the buffer: carried to the next rollout, unranked here
+                    unranked[a:b, e] = True
+            last_a = bounds[-2]
+            if ends[T - 1, e]:
+                self._carry_valid[e] = False
+            else:
+                self._carry_valid[e] = True
+                self._carry_group[e] = int(self.group_ids[last_a, e])
+                self._carry_noisy[e] = n_sum
+                self._carry_true[e] = t_sum
+                if k_sum is not None:
+                    self._carry_ensemble[e] = k_sum
+        return {
+            "env": np.asarray(seg_env, dtype=np.int64),
+            "start": np.asarray(seg_start, dtype=np.int64),
+            "stop": np.asarray(seg_stop, dtype=np.int64),
+            "noisy": np.asarray(noisy, dtype=np.float64),
+            "true": np.asarray(true, dtype=np.float64),
+            "groups": np.asarray(groups, dtype=np.int64),
+            "ensemble": np.asarray(ens_sums).T if ens_sums else None,  # (K, n_episodes)
+            "unranked": unranked,
+        }
+
+    def _episode_weights(self, ep: dict[str, Any]) -> np.ndarray | None:
+        """The filter's weight per finished episode, or None to keep the rollout unfiltered."""
+        n = ep["noisy"].shape[0]
+        if n == 0 or isinstance(self.filter, rf.NoFilter):
+            return np.ones(n)
+        ensemble = ep["ensemble"]
+        if self.filter.needs_ensemble and ensemble is None:
+            raise ValueError(
+                f"Filter {self.filter.spec!r} needs a reward-model ensemble ('reward_ensemble' in the step "
+                "infos): use noise='learned'."
+            )
+        rng = self._filter_rng()
+        if isinstance(self.filter, rf.AdaptiveFilter):
+            if self.refit_adaptive and n >= 2:
+                try:
+                    self.filter.fit(ep["noisy"], ep["true"], ep["groups"], rng=rng, ensemble=ensemble)
+                except ValueError:
+                    pass  # too little signal in this rollout: keep the previous choice
+            if self.filter.chosen_ is None:
+                return None
+        use_ensemble = ensemble if self.filter.needs_ensemble or isinstance(self.filter, rf.AdaptiveFilter) else None
+        if use_ensemble is not None and use_ensemble.shape[0] < 2:
+            use_ensemble = None
+        return self.filter.weights(ep["noisy"], ep["groups"], rng=rng, ensemble=use_ensemble)
+
+    def _apply_filter(self, dones: np.ndarray) -> None:
+        """Rank finished episodes, weight every step, and update ``last_stats``."""
+        ep = self._episodes(dones)
+        T, E = self.buffer_size, self.n_envs
+        w_ep = self._episode_weights(ep)
+        weights = np.ones((T, E))
+        fallback = 0
+        if w_ep is not None:
+            for i in range(w_ep.shape[0]):
+                weights[ep["start"][i] : ep["stop"][i], ep["env"][i]] = w_ep[i]
+            if not (weights > 0).any():
+                warnings.warn(
+                    f"Filter {self.filter.spec!r} kept no step of this rollout; using it unfiltered.",
+                    stacklevel=3,
+                )
+                weights[:] = 1.0
+                fallback = 1
+        else:
+            w_ep = np.ones(ep["noisy"].shape[0])
+        self.last_episode_weights = w_ep
+        # SB3 flattens (step, env) arrays env-major: index = env * buffer_size + step
+        self._flat_weights = weights.T.reshape(-1)
+        self.last_stats = self._stats(ep, w_ep, weights, fallback)
+
+    def _stats(self, ep: dict[str, Any], w_ep: np.ndarray, weights: np.ndarray, fallback: int) -> dict[str, float]:
+        stats = _nan_stats()
+        n = ep["noisy"].shape[0]
+        kept = weights > 0
+        stats.update(
+            kept_fraction=float(kept.mean()),
+            n_kept_transitions=int(kept.sum()),
+            n_unranked_transitions=int(ep["unranked"].sum()),
+            n_episodes=n,
+            fallback=fallback,
+        )
+        if n:
+            stats["noisy_return_mean"] = float(ep["noisy"].mean())
+            stats["true_return_mean"] = float(ep["true"].mean())
+            stats["r2"] = rf.r2(ep["noisy"], ep["true"])
+            stats["filtered_r2"] = rf.r2(ep["noisy"], ep["true"], weights=w_ep) if (w_ep > 0).any() else float("nan")
+            if ep["ensemble"] is not None and ep["ensemble"].shape[0] >= 2:
+                stats["ensemble_std_mean"] = float(rf.ensemble_std(ep["ensemble"]).mean())
+        return stats
+
+    # -- sampling --------------------------------------------------------------
+
+    def _sample_indices(self) -> np.ndarray:
+        """Indices (into the flattened buffer) of the steps one epoch trains on."""
+        n = self.buffer_size * self.n_envs
+        w = self._flat_weights
+        if w is None or (w == 1.0).all():
+            return np.random.permutation(n)  # noqa: NPY002  (exactly SB3's draw)
+        if np.isin(w, (0.0, 1.0)).all():
+            return np.random.permutation(np.flatnonzero(w))  # noqa: NPY002
+        return np.random.choice(n, size=n, replace=True, p=w / w.sum())  # noqa: NPY002
+
+    def _flatten_once(self) -> None:
+        raise NotImplementedError
+
+    def _filtered_get(self, batch_size: int | None) -> Generator[Any, None, None]:
+        assert self.full, "the rollout buffer is not full"
+        indices = self._sample_indices()
+        self._flatten_once()
+        if batch_size is None:
+            batch_size = indices.shape[0]
+        for start in range(0, indices.shape[0], batch_size):
+            yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
+
+
+class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
+    """SB3's ``RolloutBuffer`` that yields only the transitions of kept episodes.
+
+    See the module docstring for the rules (cut episodes, reweighting,
+    fallback, adaptive) and for how group ids reach the buffer.
+
+    Parameters
+    ----------
+    buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
+        As SB3's ``RolloutBuffer`` (the algorithm passes them).
+    filter : str or rewardfilter.Filter
+        The filtration policy (``rf.make_filter`` spec): ``none``, ``random:K``,
+        ``bon``, ``br``, ``bw``, ``topk:K``, ``threshold:T``,
+        ``rank:w1,...,wN``, ``uncertainty:Q`` (needs ``noise="learned"``),
+        ``adaptive``.
+    seed : int, optional
+        Seed of the filter's own randomness (ties, ``br``'s random pick). By
+        default it is drawn from numpy's global RNG, which SB3's ``seed=``
+        sets. The order of minibatches uses numpy's global RNG, as in SB3.
+    refit_adaptive : bool
+        Refit an ``adaptive`` filter on every rollout's finished episodes
+        (True), or use it as fitted beforehand (False).
+    group_size : int, optional
+        Envs per group; when given, checked up front against ``n_envs`` and the
+        filter (otherwise learned from the infos at the first step).
+
+    Attributes
+    ----------
+    last_stats : dict
+        Updated at the end of every rollout: ``kept_fraction``,
+        ``filtered_r2`` (R² between noisy and true returns of the kept
+        finished episodes), ``noisy_return_mean``, ``true_return_mean``,
+        ``ensemble_std_mean`` (NaN without an ensemble), ``n_episodes``
+        (finished in this rollout), ``n_kept_transitions``; also ``r2`` (all
+        finished episodes), ``n_unranked_transitions`` and ``fallback``.
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: Any = "auto",
+        gae_lambda: float = 1,
+        gamma: float = 0.99,
+        n_envs: int = 1,
+        filter: str | rf.Filter = "none",
+        seed: int | None = None,
+        refit_adaptive: bool = True,
+        group_size: int | None = None,
+    ):
+        self._init_filter(filter, seed, refit_adaptive, group_size, n_envs)
+        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+
+    def reset(self) -> None:
+        super().reset()
+        self._reset_records()
+
+    def add(self, *args: Any, infos: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        """SB3's ``add``, plus the step's ``infos`` (taken from the caller when not given)."""
+        if infos is None:
+            infos = sys._getframe(1).f_locals.get("infos")
+        reward = args[2] if len(args) > 2 else kwargs["reward"]
+        self._record(infos, reward)
+        super().add(*args, **kwargs)
+
+    def compute_returns_and_advantage(self, last_values: Any, dones: np.ndarray) -> None:
+        """GAE over the whole buffer (SB3), then rank and filter the finished episodes."""
+        super().compute_returns_and_advantage(last_values, dones)
+        self._apply_filter(dones)
+
+    def _flatten_once(self) -> None:
+        if not self.generator_ready:
+            for name in ("observations", "actions", "values", "log_probs", "advantages", "returns"):
+                self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
+            self.generator_ready = True
+
+    def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
+        """Minibatches of the kept transitions (all of them per epoch; never an empty batch)."""
+        yield from self._filtered_get(batch_size)
+
+
+class FilteredDictRolloutBuffer(_FilterMixin, DictRolloutBuffer):
+    """The Dict-observation variant of :class:`FilteredRolloutBuffer` (same parameters)."""
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Dict,
+        action_space: spaces.Space,
+        device: Any = "auto",
+        gae_lambda: float = 1,
+        gamma: float = 0.99,
+        n_envs: int = 1,
+        filter: str | rf.Filter = "none",
+        seed: int | None = None,
+        refit_adaptive: bool = True,
+        group_size: int | None = None,
+    ):
+        self._init_filter(filter, seed, refit_adaptive, group_size, n_envs)
+        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+
+    def reset(self) -> None:
+        super().reset()
+        self._reset_records()
+
+    def add(self, *args: Any, infos: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        """SB3's ``add``, plus the step's ``infos`` (taken from the caller when not given)."""
+        if infos is None:
+            infos = sys._getframe(1).f_locals.get("infos")
+        reward = args[2] if len(args) > 2 else kwargs["reward"]
+        self._record(infos, reward)
+        super().add(*args, **kwargs)
+
+    def compute_returns_and_advantage(self, last_values: Any, dones: np.ndarray) -> None:
+        """GAE over the whole buffer (SB3), then rank and filter the finished episodes."""
+        super().compute_returns_and_advantage(last_values, dones)
+        self._apply_filter(dones)
+
+    def _flatten_once(self) -> None:
+        if not self.generator_ready:
+            for key, obs in self.observations.items():
+                self.observations[key] = self.swap_and_flatten(obs)
+            for name in ("actions", "values", "log_probs", "advantages", "returns"):
+                self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
+            self.generator_ready = True
+
+    def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
+        """Minibatches of the kept transitions (all of them per epoch; never an empty batch)."""
+        yield from self._filtered_get(batch_size)
