@@ -409,3 +409,48 @@ def test_train_resumes_from_checkpoint_dir(tokenizer, tmp_path):
     records = resumed.train(3)
     assert [r["iteration"] for r in records] == [3]
     assert resumed.iteration == 3
+
+
+# ---------------------------------------------------------------------------
+# loading from a local model directory (the CLI's and the runner's path)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_model(tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-policy")
+    make_policy(tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_from_pretrained_runs_with_the_projects_value_model(saved_model, tmp_path):
+    cfg = PFPPOConfig(
+        samples_per_prompt=3,
+        prompts_per_iteration=2,
+        max_new_tokens=6,
+        filter="bw",
+        device="cpu",
+        progress=False,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+    trainer = PFPPOTrainer.from_pretrained(
+        saved_model, TASKS, reward_fn, cfg, true_score=true_score
+    )
+    assert type(trainer.critic).__name__ == "ValueModel"
+    record = trainer.train(1)[0]
+    assert np.isfinite(record["value_loss"]) and record["kept_fraction"] == pytest.approx(4 / 6)
+
+
+def test_from_pretrained_rejects_bad_input_before_loading(saved_model, tmp_path):
+    cfg = PFPPOConfig(device="cpu")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        PFPPOTrainer.from_pretrained(tmp_path / "missing", TASKS, reward_fn, cfg)
+    transformers.BertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        architectures=["BertForSequenceClassification"],
+    ).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ValueError, match="does not hold a causal language model"):
+        PFPPOTrainer.from_pretrained(tmp_path / "bert", TASKS, reward_fn, cfg)
+    with pytest.raises(ValueError, match="task set is empty"):  # checked before the path
+        PFPPOTrainer.from_pretrained(tmp_path / "missing", [], reward_fn, cfg)

@@ -31,6 +31,7 @@ weighted by the sample's weight.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -150,7 +151,8 @@ class PFPPOConfig:
         default="auto", metadata={"help": "'auto' (cuda if available), 'cpu', 'cuda' or 'cuda:K'."}
     )
     dtype: str = field(
-        default="float32", metadata={"help": "Model dtype: float32, bfloat16 or float16."}
+        default="float32",
+        metadata={"help": "Model dtype: float32, bfloat16, float16 or auto (bf16 on a GPU)."},
     )
     checkpoint_dir: str | None = field(
         default=None,
@@ -219,7 +221,7 @@ class PFPPOConfig:
             "reward_norm",
             "'none', 'batch' or 'running'",
         )
-        need(self.dtype in _DTYPES, "dtype", "one of " + ", ".join(_DTYPES))
+        need(self.dtype in (*_DTYPES, "auto"), "dtype", "'auto' or one of " + ", ".join(_DTYPES))
         need(
             isinstance(self.device, str)
             and (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")),
@@ -357,30 +359,7 @@ class PFPPOTrainer:
         true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
     ) -> None:
         # ---- validate everything before any work --------------------------
-        if not isinstance(config, PFPPOConfig):
-            raise TypeError(f"config must be a PFPPOConfig; got {type(config).__name__}.")
-        config.validate()
-        tasks = list(tasks) if tasks is not None else []
-        if not tasks:
-            raise ValueError(
-                "The task set is empty; PF-PPO needs at least one training task (prompt)."
-            )
-        missing = [
-            i for i, t in enumerate(tasks) if not isinstance(getattr(t, "prompt", None), str)
-        ]
-        if missing:
-            raise ValueError(f"Every task needs a string 'prompt'; task {missing[0]} has none.")
-        if not (isinstance(reward, str) and reward == "true") and not (
-            hasattr(reward, "score_members") or hasattr(reward, "score") or callable(reward)
-        ):
-            raise ValueError(
-                "reward must have score_members(...) or score(...), be a callable, or be 'true'."
-            )
-        self.filter = rf.make_filter(config.filter)
-        if self.filter.needs_ensemble and not hasattr(reward, "score_members"):
-            raise ValueError(
-                f"Filter {self.filter.spec!r} needs a reward-model ensemble: reward must have score_members(prompts, completions)."
-            )
+        tasks, self.filter = _check_inputs(config, tasks, reward)
         if not hasattr(policy, "generate"):
             raise ValueError(
                 f"policy must be a causal LM with generate(); got {type(policy).__name__}."
@@ -390,19 +369,23 @@ class PFPPOTrainer:
 
         self.config = config
         self.device = _resolve_device(config.device)
-        dtype = _DTYPES[config.dtype]
+        dtype = _resolve_dtype(config.dtype, self.device)
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = (
-            "left"  # prompts are left-padded so all responses start in one column
-        )
+        # prompts are left-padded so that all responses start in one column
+        tokenizer.padding_side = "left"
         self.policy = policy.to(self.device, dtype)
         self.critic = critic.to(self.device, dtype)
         self.reference = (reference if reference is not None else copy.deepcopy(policy)).to(
             self.device, dtype
         )
         self.reference.eval().requires_grad_(False)
+        # a critic whose forward has no position_ids (it then sees padded positions) still works
+        forward_params = inspect.signature(self.critic.forward).parameters
+        self._critic_takes_positions = "position_ids" in forward_params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in forward_params.values()
+        )
         self.tasks = tasks
         self.reward = reward
         self.true_score = true_score if true_score is not None else sandbox_true_score
@@ -431,13 +414,57 @@ class PFPPOTrainer:
             int
         ] = []  # rollout indices that entered a PPO minibatch last iteration
 
-        eos = tokenizer.eos_token_id
-        gen_eos = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
-        self._eos_ids = sorted({eos, *([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))})
         log = config.log_path or (
             str(Path(config.checkpoint_dir) / "log.jsonl") if config.checkpoint_dir else None
         )
         self.log_path = Path(log) if log else None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str | os.PathLike,
+        tasks: Sequence[Any],
+        reward: Any,
+        config: PFPPOConfig | None = None,
+        *,
+        critic_path: str | os.PathLike | None = None,
+        lora: dict | None = None,
+        true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
+    ) -> PFPPOTrainer:
+        """Build a trainer from a local causal-LM directory (what the CLI and the runner use).
+
+        The policy and its tokenizer come from ``model_path``; the critic is a
+        fresh value head on the backbone of ``critic_path`` (default: the
+        policy's own weights, as the PF-PPO authors and TRL initialise it);
+        the reference is a frozen copy of the policy as loaded. Config, tasks,
+        reward and the model path are all checked before any weights load.
+        """
+        from rewardfilter.adapters.code.models import (
+            ValueModel,
+            check_causal_lm_path,
+            frozen_reference,
+            load_policy,
+        )
+
+        config = PFPPOConfig() if config is None else config
+        _check_inputs(config, tasks, reward)
+        check_causal_lm_path(model_path, what="policy")
+        if critic_path is not None:
+            check_causal_lm_path(critic_path, what="critic")
+        device = _resolve_device(config.device)
+        dtype = _resolve_dtype(config.dtype, device)
+        policy, tokenizer = load_policy(model_path, device=device, dtype=dtype, lora=lora)
+        critic = ValueModel.from_causal_lm(critic_path or model_path, device=device, dtype=dtype)
+        return cls(
+            config,
+            policy,
+            tokenizer,
+            critic,
+            tasks,
+            reward,
+            reference=frozen_reference(policy),
+            true_score=true_score,
+        )
 
     # =====================================================================
     # one iteration
@@ -543,47 +570,37 @@ class PFPPOTrainer:
 
     @torch.no_grad()
     def generate(self, tasks: Sequence[Any]) -> Rollout:
-        """Sample N responses per task; mask everything after the first EOS."""
-        cfg, tok = self.config, self.tokenizer
-        enc = tok([t.prompt for t in tasks], return_tensors="pt", padding=True)
-        ids, attn = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        self.policy.eval()
-        out = self.policy.generate(
-            input_ids=ids,
-            attention_mask=attn,
-            do_sample=True,
+        """Sample N responses per task with the project's shared sampler.
+
+        Using :func:`rewardfilter.adapters.code.sampling.generate` (the one the
+        evaluator and the reward model use) keeps the decoded completions,
+        cut at HumanEval's stop sequences, identical across training and
+        evaluation. Tokens are masked after the first EOS; nucleus sampling
+        only (no top-k), as the authors.
+        """
+        from rewardfilter.adapters.code.sampling import generate
+
+        cfg = self.config
+        samples = generate(
+            self.policy,
+            self.tokenizer,
+            [t.prompt for t in tasks],
+            n=cfg.samples_per_prompt,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
-            top_k=0,  # only nucleus sampling, as the authors (transformers' default would add top-k 50)
             max_new_tokens=cfg.max_new_tokens,
-            num_return_sequences=cfg.samples_per_prompt,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=self._eos_ids,
+            batch_size=len(tasks),
         )
-        seqs = out if isinstance(out, torch.Tensor) else out.sequences
-        prompt_len = ids.shape[1]
-        response = seqs[:, prompt_len:]
-        is_eos = torch.isin(response, torch.tensor(self._eos_ids, device=response.device))
-        # keep tokens up to and including the first EOS
-        after_eos = (is_eos.cumsum(-1) - is_eos.long()) > 0
-        mask = (~after_eos).float()
+        mask = samples.response_mask.float()
         T = max(int(mask.sum(-1).max()), 1)  # drop all-padding columns
-        response, mask = response[:, :T], mask[:, :T]
-        response = torch.where(mask.bool(), response, torch.full_like(response, tok.pad_token_id))
-        n = cfg.samples_per_prompt
-        prompt_attn = attn.repeat_interleave(n, dim=0)
-        completions = [
-            tok.decode(r[: int(m.sum())], skip_special_tokens=True)
-            for r, m in zip(response.tolist(), mask, strict=True)
-        ]
         return Rollout(
-            tasks=[t for t in tasks for _ in range(n)],
-            groups=np.repeat(np.arange(len(tasks)), n),
-            input_ids=torch.cat([seqs[:, :prompt_len], response], dim=1),
-            attention_mask=torch.cat([prompt_attn, mask.long()], dim=1),
-            response_mask=mask,
-            prompt_len=prompt_len,
-            completions=completions,
+            tasks=[tasks[g] for g in samples.group],
+            groups=np.asarray(samples.group),
+            input_ids=torch.cat([samples.prompt_ids, samples.response_ids[:, :T]], dim=1),
+            attention_mask=torch.cat([samples.prompt_mask, samples.response_mask[:, :T]], dim=1),
+            response_mask=mask[:, :T],
+            prompt_len=samples.prompt_ids.shape[1],
+            completions=list(samples.completions),
         )
 
     def score_reward(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
@@ -783,7 +800,8 @@ class PFPPOTrainer:
 
     def _values(self, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
         """The critic's value of the state before each response token."""
-        out = self.critic(input_ids=ids, attention_mask=attn, position_ids=_position_ids(attn))
+        kwargs = {"position_ids": _position_ids(attn)} if self._critic_takes_positions else {}
+        out = self.critic(input_ids=ids, attention_mask=attn, **kwargs)
         if not isinstance(out, torch.Tensor):
             out = (
                 out.values
@@ -881,6 +899,32 @@ class PFPPOTrainer:
 _STATE = "state.pt"
 
 
+def _check_inputs(config: Any, tasks: Any, reward: Any) -> tuple[list[Any], rf.Filter]:
+    """Validate what a trainer is given, before any model is loaded or sampled."""
+    if not isinstance(config, PFPPOConfig):
+        raise TypeError(f"config must be a PFPPOConfig; got {type(config).__name__}.")
+    config.validate()
+    tasks = list(tasks) if tasks is not None else []
+    if not tasks:
+        raise ValueError("The task set is empty; PF-PPO needs at least one training task (prompt).")
+    missing = [i for i, t in enumerate(tasks) if not isinstance(getattr(t, "prompt", None), str)]
+    if missing:
+        raise ValueError(f"Every task needs a string 'prompt'; task {missing[0]} has none.")
+    if not (isinstance(reward, str) and reward == "true") and not (
+        hasattr(reward, "score_members") or hasattr(reward, "score") or callable(reward)
+    ):
+        raise ValueError(
+            "reward must have score_members(...) or score(...), be a callable, or be 'true'."
+        )
+    filt = rf.make_filter(config.filter)
+    if filt.needs_ensemble and not hasattr(reward, "score_members"):
+        raise ValueError(
+            f"Filter {filt.spec!r} needs a reward-model ensemble: reward must have "
+            "score_members(prompts, completions)."
+        )
+    return tasks, filt
+
+
 def _position_ids(attn: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only, so left padding does not shift them.
 
@@ -898,6 +942,13 @@ def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":  # bf16 where a GPU supports it (as the authors trained), else float32
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return _DTYPES[name]
 
 
 def _finite_or_none(x: float) -> float | None:
