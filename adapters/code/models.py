@@ -1,0 +1,423 @@
+"""Loading and wrapping the models of the code domain: policy, critic, reference.
+
+Every code-domain module (the tiny builder, the reward model, the PPO trainer,
+the evaluator) goes through these helpers so that a model directory is
+validated once, in one place, *before* any expensive work starts: a path that
+does not exist or that holds something other than a causal language model is
+reported with a message that names the path and what was expected, instead of
+a stack trace from deep inside ``transformers`` minutes into a run.
+
+The same code runs on a CPU laptop (float32) and on a GPU (bfloat16 where the
+device supports it): :func:`select_device` and :func:`select_dtype` turn the
+user's ``"auto"`` into a concrete choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ScalarHeadModel",
+    "ValueModel",
+    "apply_lora",
+    "check_causal_lm_path",
+    "frozen_reference",
+    "load_policy",
+    "load_tokenizer",
+    "select_device",
+    "select_dtype",
+]
+
+HEAD_WEIGHTS = "scalar_head.pt"
+HEAD_CONFIG = "scalar_head.json"
+
+
+# ----------------------------------------------------------------------------
+# device and dtype
+# ----------------------------------------------------------------------------
+
+
+def select_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Resolve ``"auto"`` to CUDA when available, else CPU.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"auto"`` / None, or anything ``torch.device`` accepts (``"cpu"``,
+        ``"cuda:1"``, ...). An explicit CUDA request on a machine without one
+        raises here rather than at the first tensor move.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"The 'device' parameter must name an available device; got {str(device)!r} "
+            "but torch.cuda.is_available() is False."
+        )
+    return dev
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def select_dtype(
+    dtype: str | torch.dtype | None = "auto", device: torch.device | str = "cpu"
+) -> torch.dtype:
+    """Resolve ``"auto"`` to bfloat16 on a GPU that supports it, else float32.
+
+    bfloat16 halves memory and is what the PF-PPO authors trained in; on a
+    CPU it is slower than float32 for small models, so ``"auto"`` keeps
+    float32 there.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(
+            f"The 'dtype' parameter must be 'auto' or one of {sorted(_DTYPES)}; got {dtype!r}."
+        )
+    return _DTYPES[dtype]
+
+
+# ----------------------------------------------------------------------------
+# validation of model directories
+# ----------------------------------------------------------------------------
+
+
+def _is_causal_lm_config(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return False
+    archs = getattr(config, "architectures", None) or []
+    if not archs:  # a bare config of a causal-LM family: trust the model type
+        return True
+    causal_names = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    return any(
+        a in causal_names or a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs
+    )
+
+
+def check_causal_lm_path(path: str | os.PathLike, *, what: str = "model") -> Path:
+    """Check that ``path`` is a local directory holding a causal language model.
+
+    Reads only ``config.json`` (milliseconds), so callers can validate every
+    input of a run before loading weights or sampling anything.
+
+    Parameters
+    ----------
+    path : path-like
+        Directory written by ``save_pretrained``.
+    what : str
+        Role of the model in error messages (``"policy"``, ``"reward model"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If the path does not exist, or has no ``config.json``.
+    ValueError
+        If the config is not one of a causal language model (e.g. an encoder
+        classifier, a vision model) or cannot be parsed.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"The {what} path {str(p)!r} does not exist; pass a directory written by "
+            "save_pretrained (for example one built with `rewardfilter code build-tiny OUT`)."
+        )
+    if not p.is_dir() or not (p / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The {what} path {str(p)!r} is not a Hugging Face model directory "
+            "(no config.json); pass a directory written by save_pretrained."
+        )
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(p)
+    except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"The {what} path {str(p)!r} has an unreadable config.json: {exc}"
+        ) from None
+    if not _is_causal_lm_config(config):
+        archs = getattr(config, "architectures", None)
+        raise ValueError(
+            f"The {what} path {str(p)!r} does not hold a causal language model "
+            f"(model_type={config.model_type!r}, architectures={archs}); "
+            "AutoModelForCausalLM must be able to load it."
+        )
+    return p
+
+
+def load_tokenizer(path: str | os.PathLike, *, padding_side: str = "left"):
+    """Load the tokenizer saved beside a model and make it ready for batching.
+
+    Left padding is what batched generation needs (every prompt ends at the
+    same column, where the first new token goes). A tokenizer without a pad
+    token gets its EOS token as pad, the usual choice for GPT-style models.
+    """
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(p)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"No tokenizer could be loaded from {str(p)!r} ({exc}); save the tokenizer "
+            "beside the model with tokenizer.save_pretrained(path)."
+        ) from None
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"The tokenizer at {str(p)!r} has neither a pad nor an EOS token.")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+# ----------------------------------------------------------------------------
+# policy, reference, LoRA
+# ----------------------------------------------------------------------------
+
+
+def apply_lora(
+    model: nn.Module,
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.0,
+    target_modules: Any = "all-linear",
+):
+    """Wrap ``model`` with LoRA adapters (peft), so only the adapters train.
+
+    For models too large to fine-tune fully; the tiny CPU model does not
+    need it. ``target_modules="all-linear"`` lets peft find the projections
+    of any architecture.
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("LoRA needs peft: pip install 'rewardfilter[code]'") from exc
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, cfg)
+
+
+def load_policy(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    lora: dict | None = None,
+    with_tokenizer: bool = True,
+):
+    """Load a causal LM (and its tokenizer) from a local directory.
+
+    The path is validated first (:func:`check_causal_lm_path`), so a typo
+    fails in milliseconds with a clear message.
+
+    Parameters
+    ----------
+    path : path-like
+        Directory written by ``save_pretrained``.
+    device, dtype : str or torch types
+        ``"auto"`` picks CUDA + bfloat16 when available, else CPU + float32.
+    lora : dict, optional
+        Keyword arguments of :func:`apply_lora` (``{"r": 8}``); None trains
+        the full model.
+    with_tokenizer : bool
+        Also load the tokenizer (left padding).
+
+    Returns
+    -------
+    model or (model, tokenizer)
+    """
+    from transformers import AutoModelForCausalLM
+
+    p = check_causal_lm_path(path, what="policy")
+    dev = select_device(device)
+    dt = select_dtype(dtype, dev)
+    tok = load_tokenizer(p) if with_tokenizer else None
+    model = AutoModelForCausalLM.from_pretrained(p, dtype=dt).to(dev)
+    if lora is not None:
+        model = apply_lora(model, **lora)
+    if tok is not None and getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return (model, tok) if with_tokenizer else model
+
+
+def frozen_reference(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` for the KL penalty (eval mode, no gradients).
+
+    A deep copy rather than a reload from disk, so that the reference is the
+    policy *as it starts*, whatever was done to it after loading (LoRA
+    wrapping, a resumed checkpoint).
+    """
+    ref = copy.deepcopy(model)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+# ----------------------------------------------------------------------------
+# scalar-head models: critic and reward model
+# ----------------------------------------------------------------------------
+
+
+class ScalarHeadModel(nn.Module):
+    """A transformer backbone with a linear head giving one scalar per token.
+
+    The critic of PPO (a value per response token) and the reward model (the
+    value at the last token of the response) are both this module; starting
+    the backbone from the policy's own weights, as the PF-PPO authors and
+    TRL do, gives it the policy's knowledge of the code for free.
+
+    Parameters
+    ----------
+    backbone : transformers.PreTrainedModel
+        A base model (no LM head) returning ``last_hidden_state``, as loaded
+        by ``AutoModel.from_pretrained`` from a causal-LM checkpoint.
+    head_init_std : float
+        Std of the head's initial weights; small so that the first values
+        are near 0 and the first updates are not dominated by the head.
+    """
+
+    kind = "scalar"
+
+    def __init__(self, backbone: nn.Module, head_init_std: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        hidden = backbone.config.hidden_size
+        self.head = nn.Linear(hidden, 1)
+        nn.init.normal_(
+            self.head.weight, std=head_init_std
+        ) if head_init_std > 0 else nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.head.to(dtype=next(backbone.parameters()).dtype)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Return one scalar per token, shape ``(B, T)`` (float32).
+
+        ``position_ids`` is passed through so that left-padded rows get the
+        same positions as in generation (the trainer derives them from the
+        attention mask).
+        """
+        kwargs = {} if position_ids is None else {"position_ids": position_ids}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return self.head(hidden).squeeze(-1).float()
+
+    def last_token_values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Scalar at the last real (non-padding) token of each row, shape ``(B,)``.
+
+        Works for left and right padding: the last real token is the
+        rightmost position where ``attention_mask`` is 1.
+        """
+        values = self(input_ids, attention_mask)
+        T = attention_mask.shape[1]
+        pos = torch.arange(T, device=attention_mask.device).expand_as(attention_mask)
+        last = torch.where(attention_mask.bool(), pos, torch.full_like(pos, -1)).max(dim=1).values
+        return values.gather(1, last.clamp_min(0).unsqueeze(1)).squeeze(1)
+
+    @classmethod
+    def from_causal_lm(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = "auto",
+        **kwargs: Any,
+    ) -> ScalarHeadModel:
+        """New head on the backbone of the causal LM at ``path`` (LM head dropped)."""
+        from transformers import AutoModel
+
+        p = check_causal_lm_path(path, what=f"{cls.__name__} backbone")
+        dev = select_device(device)
+        backbone = AutoModel.from_pretrained(p, dtype=select_dtype(dtype, dev))
+        return cls(backbone, **kwargs).to(dev)
+
+    def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write the backbone (``save_pretrained``) and the head beside it."""
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(p)
+        torch.save(
+            {k: v.detach().cpu() for k, v in self.head.state_dict().items()}, p / HEAD_WEIGHTS
+        )
+        meta = {"class": type(self).__name__, "kind": self.kind, **(extra or {})}
+        (p / HEAD_CONFIG).write_text(json.dumps(meta, indent=2))
+        return p
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = "auto",
+    ) -> ScalarHeadModel:
+        """Load a model written by :meth:`save_pretrained`."""
+        from transformers import AutoModel
+
+        p = Path(path)
+        if not (p / HEAD_WEIGHTS).is_file():
+            raise FileNotFoundError(
+                f"{str(p)!r} holds no scalar head ({HEAD_WEIGHTS}); it was not written by "
+                f"{cls.__name__}.save_pretrained."
+            )
+        dev = select_device(device)
+        backbone = AutoModel.from_pretrained(p, dtype=select_dtype(dtype, dev))
+        model = cls(backbone)
+        model.head.load_state_dict(torch.load(p / HEAD_WEIGHTS, map_location="cpu"))
+        return model.to(dev)
+
+
+class ValueModel(ScalarHeadModel):
+    """The PPO critic: a value per token from a scalar head on an LM backbone.
+
+    Identical to :class:`ScalarHeadModel`; the subclass exists so that a
+    saved critic says what it is (``scalar_head.json``) and so that the
+    trainer's type hints read naturally.
+    """
+
+    kind = "value"
