@@ -13,17 +13,21 @@ already imported the standard library forks a fresh child per program in
 about a millisecond, and forking from *it* (not from the trainer, which may
 run torch threads) is safe.
 
-Process tree for one program::
+Process tree (as root, where Linux namespaces are available)::
 
-    zygote (warm, single-threaded; in its own network namespace when root)
-      └─ I  "intermediate": new pid + mount namespaces, private tmpfs on /tmp,
-           │                waits for R, kills R on request (SIGTERM to I)
-           └─ R  "runner": pid 1 of the new pid namespace; limits, fresh /proc,
-                           dropped privileges, then the harness runs the program
+    launcher      started by the parent; unshares pid + mount + network
+      │           namespaces, forks, and waits
+      └─ zygote   pid 1 of the new pid namespace: warm, single-threaded,
+           │      private /proc, read-only-for-programs /tmp, no network
+           └─ R   one per program: fresh tmpfs as cwd/HOME/TMPDIR, rlimits,
+                  an unprivileged uid, closed fds, then the harness
 
-When R dies the kernel kills every process left in its pid namespace, and
-the mount namespace with its tmpfs disappears with I and R: nothing can
-outlive a program, and no clean-up is needed.
+After each program the zygote, being pid 1, sends ``kill(-1, SIGKILL)``:
+that reaches every process in its namespace, i.e. everything the program
+started, however it forked or re-parented itself. The program's tmpfs is
+then unmounted, so nothing it wrote survives either. If the parent dies,
+the zygote's stdin closes and it exits; if the launcher dies, the zygote
+dies by ``PR_SET_PDEATHSIG`` and the kernel ends the whole namespace.
 
 Wire protocol with the parent (stdin / stdout of the zygote): each message
 is a 4-byte big-endian length followed by a UTF-8 JSON object. The result
@@ -404,56 +408,67 @@ def _harness(src: str, nonce: str, fd: int) -> None:
 
 CAPS = {"root": False, "net": False, "ns": False, "drop": False}
 UID = 0
+PROTO_IN = PROTO_OUT = -1
+WORKDIR_NS = "/tmp/w"
 
 
-def _probe_namespaces() -> bool:
-    """Can a child get private pid + mount namespaces and a tmpfs? (fork a test child)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _call("unshare", CLONE_NEWPID | CLONE_NEWNS)
-            _mount("none", "/", None, MS_REC | MS_PRIVATE)
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
-            c = os.fork()  # the first child of a new pid namespace is its pid 1
-            if c == 0:
-                os._exit(0 if os.getpid() == 1 else 3)
-            _, st = os.waitpid(c, 0)
-            os._exit(os.waitstatus_to_exitcode(st))
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+def _enter_namespaces() -> bool:
+    """Make this process pid 1 of new pid, mount and network namespaces (root only).
+
+    The process that calls ``unshare(CLONE_NEWPID)`` stays outside; its next
+    child is the new namespace's pid 1. So this process becomes a tiny
+    launcher that forks, waits and mirrors the child's exit, while the child
+    returns True and carries on as the zygote. Returns False (and changes
+    nothing) where namespaces are not available.
+    """
+    try:
+        _call("unshare", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
+    except OSError:
+        return False
+    child = os.fork()
+    if child:
+        for fd in (0, 1):  # the zygote owns the protocol; keep nothing here
+            os.dup2(os.open("/dev/null", os.O_RDWR), fd)
+        signal.signal(signal.SIGTERM, lambda *a: os.kill(child, signal.SIGKILL))
+        _, status = os.waitpid(child, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # launcher killed -> zygote and all programs die
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # World-writable places become read-only-for-programs tmpfs: the only
+    # directory a program can write is its own fresh tmpfs (WORKDIR_NS).
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for extra in ("/dev/shm", "/var/tmp", "/run/lock", "/dev/mqueue"):
+        if os.path.isdir(extra):
+            try:
+                _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+            except OSError:
+                pass
+    return os.getpid() == 1
 
 
 def _setup() -> None:
     CAPS["root"] = os.geteuid() == 0
     if CAPS["root"]:
-        try:
-            _call("unshare", CLONE_NEWNET)  # every program of this zygote: loopback only, down
-            CAPS["net"] = True
-        except OSError:
-            pass
-        CAPS["ns"] = _probe_namespaces()
+        CAPS["ns"] = CAPS["net"] = _enter_namespaces()
         CAPS["drop"] = UID > 0
     for name in PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
+    import gc
+
+    gc.freeze()  # keep the warm heap out of the children's collections: fewer copy-on-write faults
 
 
 def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None:
-    """Inside R: isolate, limit, drop privileges, then hand over to the harness."""
+    """Inside the forked child: isolate, limit, drop privileges, then run the harness."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-size writes raise OSError instead
     os.setsid()
-    if CAPS["ns"]:
-        try:  # a /proc that shows only this program's pid namespace
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        except OSError:
-            pass
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
@@ -472,16 +487,17 @@ def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None
             "LANG": "C.UTF-8",
         }
     )
-    mem = int(job["memory_mb"]) * 1024 * 1024
     cpu = int(job["timeout"]) + 1
     limits = {
-        resource.RLIMIT_AS: mem,
+        resource.RLIMIT_AS: int(job["memory_mb"]) * 1024 * 1024,
         resource.RLIMIT_CPU: (cpu, cpu + 1),
         resource.RLIMIT_FSIZE: FILE_MB * 1024 * 1024,
         resource.RLIMIT_NOFILE: NOFILE,
         resource.RLIMIT_CORE: 0,
         resource.RLIMIT_MSGQUEUE: 0,
         resource.RLIMIT_MEMLOCK: 0,
+        # Enforced for the dropped uid (not for root); without a dropped
+        # uid, 0 forbids any fork or thread of this user.
         resource.RLIMIT_NPROC: NPROC if CAPS["drop"] else 0,
     }
     for which, value in limits.items():
@@ -506,57 +522,65 @@ def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None
     _harness(job["program"], nonce, res_fd)
 
 
-def _intermediate(
-    job: dict, nonce: str, out_w: int, res_w: int, ctl_w: int, workdir: str | None
-) -> None:
-    """Inside I: new namespaces and a private /tmp, then fork R and wait for it."""
-    rpid = 0
+def _kill_everything(rpid: int) -> None:
+    """Kill the program and anything it started.
 
-    def on_term(signum, frame):  # the zygote asks for R to be killed (timeout, output flood)
-        if rpid:
-            os.kill(rpid, signal.SIGKILL)
-            if not CAPS["ns"]:
-                try:
-                    os.killpg(rpid, signal.SIGKILL)
-                except OSError:
-                    pass
+    As pid 1 of our own pid namespace, ``kill(-1)`` reaches every other
+    process in it, which is exactly the current program's tree (one program
+    at a time per zygote). Without namespaces, the program's process group
+    is the best available.
+    """
+    try:
+        if CAPS["ns"] and os.getpid() == 1:
+            os.kill(-1, signal.SIGKILL)
         else:
-            os._exit(0)
-
-    signal.signal(signal.SIGTERM, on_term)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if CAPS["ns"]:
-        _call("unshare", CLONE_NEWPID | CLONE_NEWNS)
-        _mount("none", "/", None, MS_REC | MS_PRIVATE)
-        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_MB}m,mode=1777")
-        for extra in ("/dev/shm", "/var/tmp"):
-            if os.path.isdir(extra):
-                try:
-                    _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
-                except OSError:
-                    pass
-        workdir = "/tmp/work"
-        os.mkdir(workdir, 0o700)
-        if CAPS["drop"]:
-            os.chown(workdir, UID, UID)
-    rpid = os.fork()
-    if rpid == 0:
-        try:
-            _runner(job, nonce, out_w, res_w, workdir)
-        except BaseException:
-            pass
-        os._exit(71)
-    os.close(out_w)
-    os.close(res_w)
-    os.write(ctl_w, f"pid {rpid}\n".encode())
-    _, status, usage = os.wait4(rpid, 0)
-    if not CAPS["ns"]:
-        try:  # without a pid namespace, leftovers may survive R: kill its group
             os.killpg(rpid, signal.SIGKILL)
-        except OSError:
-            pass
-    os.write(ctl_w, f"status {status} {usage.ru_utime + usage.ru_stime:.3f}\n".encode())
-    os._exit(0)
+    except OSError:
+        pass
+
+
+def _reap_all(limit_s: float = 2.0) -> None:
+    """Collect every child (orphans of the program are re-parented to pid 1)."""
+    end = time.monotonic() + limit_s
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.001)
+
+
+def _fresh_workdir() -> str:
+    if CAPS["ns"]:
+        os.mkdir(WORKDIR_NS, 0o700)
+        owner = f",uid={UID},gid={UID}" if CAPS["drop"] else ""
+        _mount(
+            "tmpfs",
+            WORKDIR_NS,
+            "tmpfs",
+            MS_NOSUID | MS_NODEV,
+            f"size={TMPFS_MB}m,nr_inodes=4096,mode=700{owner}",
+        )
+        return WORKDIR_NS
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="rf-sandbox-")
+    if CAPS["drop"]:
+        os.chown(workdir, UID, UID)
+    return workdir
+
+
+def _drop_workdir(workdir: str) -> None:
+    if CAPS["ns"]:
+        _c().umount2(workdir.encode(), 2)  # MNT_DETACH: the tmpfs and its files are gone
+        os.rmdir(workdir)
+    else:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _status_of(job, timed_out, overflow, records_raw, nonce, status, cpu) -> dict:
@@ -571,6 +595,9 @@ def _status_of(job, timed_out, overflow, records_raw, nonce, status, cpu) -> dic
             tampered = True
             break
         kind, _, rest = line[len(prefix) :].partition(" ")
+        if kind in ("S", "U") and not rest.split(" ", 1)[0].isdigit():
+            tampered = True
+            break
         if kind == "S" and not started:
             started = True
             total = int(rest)
@@ -638,105 +665,89 @@ def run_job(job: dict) -> dict:
     nonce = os.urandom(16).hex()
     out_r, out_w = os.pipe()
     res_r, res_w = os.pipe()
-    ctl_r, ctl_w = os.pipe()
-    workdir = None
-    if not CAPS["ns"]:
-        import tempfile
-
-        workdir = tempfile.mkdtemp(prefix="rf-sandbox-")
-        if CAPS["drop"]:
-            os.chown(workdir, UID, UID)
+    workdir = _fresh_workdir()
     t0 = time.monotonic()
-    ipid = os.fork()
-    if ipid == 0:
+    rpid = os.fork()
+    if rpid == 0:
         try:
-            for fd in (out_r, res_r, ctl_r, PROTO_IN, PROTO_OUT):
+            for fd in (out_r, res_r, PROTO_IN, PROTO_OUT):
                 os.close(fd)
-            _intermediate(job, nonce, out_w, res_w, ctl_w, workdir)
+            _runner(job, nonce, out_w, res_w, workdir)
         except BaseException:
             pass
-        os._exit(70)
-    for fd in (out_w, res_w, ctl_w):
-        os.close(fd)
-    out, out_total, records, ctl = bytearray(), 0, bytearray(), b""
-    open_fds = {out_r, res_r, ctl_r}
+        os._exit(71)
+    os.close(out_w)
+    os.close(res_w)
+    try:
+        exit_fd = os.pidfd_open(rpid)
+    except (AttributeError, OSError):  # pragma: no cover - Linux < 5.3
+        exit_fd = None
+    out, out_total, records = bytearray(), 0, bytearray()
+    open_fds = {out_r, res_r}
     deadline = t0 + timeout
-    kill_sent = timed_out = overflow = False
-    hard_deadline = None
+    timed_out = overflow = killed = False
+    status, usage = None, None
 
-    def request_kill() -> None:
-        nonlocal kill_sent, hard_deadline
-        if not kill_sent:
-            kill_sent = True
-            hard_deadline = time.monotonic() + 2.0
+    def kill() -> None:
+        nonlocal killed
+        if not killed:
+            killed = True
             try:
-                os.kill(ipid, signal.SIGTERM)
+                os.kill(rpid, signal.SIGKILL)  # safe: not reaped yet, so the pid cannot be reused
             except OSError:
                 pass
+            _kill_everything(rpid)
 
-    while ctl_r in open_fds:
+    def read(fd: int) -> None:
+        nonlocal out, out_total, overflow, records
+        data = os.read(fd, 65536)
+        if not data:
+            open_fds.discard(fd)
+        elif fd == out_r:
+            out_total += len(data)
+            out += data
+            if len(out) > 2 * tail_bytes:
+                del out[: len(out) - tail_bytes]
+            if out_total > max_output and not overflow:
+                overflow = True
+                kill()
+        elif len(records) < MAX_RECORDS:
+            records += data
+            if len(records) >= MAX_RECORDS:
+                kill()
+
+    while status is None:
         now = time.monotonic()
-        if not kill_sent and now >= deadline:
+        if now >= deadline and not killed:
             timed_out = True
-            request_kill()
-        if hard_deadline is not None and now >= hard_deadline:
-            try:
-                os.kill(ipid, signal.SIGKILL)  # I did not comply; R dies by PDEATHSIG
-            except OSError:
-                pass
-            break
-        wait = (hard_deadline if kill_sent else deadline) - now
-        ready, _, _ = select.select(list(open_fds), [], [], max(wait, 0.0))
+            kill()
+        watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
+        wait = max(deadline - now, 0.0) if not killed else 0.05
+        if exit_fd is None:
+            wait = min(wait, 0.01)
+        ready, _, _ = select.select(watch, [], [], wait)
         for fd in ready:
-            data = os.read(fd, 65536)
-            if not data:
-                open_fds.discard(fd)
-            elif fd == out_r:
-                out_total += len(data)
-                out += data
-                if len(out) > 2 * tail_bytes:
-                    del out[: len(out) - tail_bytes]
-                if out_total > max_output and not overflow:
-                    overflow = True
-                    request_kill()
-            elif fd == res_r:
-                records += data
-                if len(records) >= MAX_RECORDS:
-                    del records[MAX_RECORDS:]
-                    request_kill()
-            else:
-                ctl += data
-    # R is gone (and, with a pid namespace, everything it started): drain what is left.
-    for fd in (out_r, res_r):
-        while fd in open_fds:
-            ready, _, _ = select.select([fd], [], [], 0)
-            data = os.read(fd, 65536) if ready else b""
-            if not data:
-                break
-            if fd == out_r:
-                out_total += len(data)
-                out = (out + data)[-2 * tail_bytes :]
-            elif len(records) < MAX_RECORDS:
-                records += data
-    for fd in (out_r, res_r, ctl_r):
+            if fd != exit_fd:
+                read(fd)
+        pid, st, ru = os.wait4(rpid, os.WNOHANG)
+        if pid == rpid:
+            status, usage = st, ru
+    # The program is gone: end whatever it started, then drain the pipes.
+    _kill_everything(rpid)
+    drain_end = time.monotonic() + 1.0
+    while open_fds and time.monotonic() < drain_end:
+        ready, _, _ = select.select(list(open_fds), [], [], 0.05)
+        for fd in ready:
+            read(fd)
+    for fd in (out_r, res_r) + ((exit_fd,) if exit_fd is not None else ()):
         os.close(fd)
-    os.waitpid(ipid, 0)
-    if workdir is not None and not CAPS["ns"]:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
-    status, cpu = None, 0.0
-    for line in ctl.decode().splitlines():
-        if line.startswith("status "):
-            _, s, c = line.split()
-            status, cpu = int(s), float(c)
+    _reap_all()
+    _drop_workdir(workdir)
+    cpu = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
     result = _status_of(job, timed_out, overflow, bytes(records), nonce, status, cpu)
     result["output"] = bytes(out[-tail_bytes:]).decode("utf-8", "replace")
     result["duration"] = time.monotonic() - t0
     return result
-
-
-PROTO_IN = PROTO_OUT = -1
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -760,11 +771,11 @@ def main(argv: list[str]) -> None:
     global PROTO_IN, PROTO_OUT, UID
     if "--uid" in argv:
         UID = int(argv[argv.index("--uid") + 1])
+    _setup()
     PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    _setup()
     _send({"ready": True, "caps": CAPS, "pid": os.getpid()})
     while True:
         header = _read_exact(PROTO_IN, 4)
