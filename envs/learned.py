@@ -51,22 +51,51 @@ def default_cache_dir() -> Path:
 class LearnedRewardConfig:
     """How the proxy reward model is fitted (every field enters the cache key but ``cache_dir``)."""
 
-    n_members: int = field(default=5, metadata={"help": "Ensemble size K (>= 2, so that disagreement is defined)."})
-    n_transitions: int = field(default=2000, metadata={"help": "Transitions collected by the random policy to fit on."})
-    hidden_sizes: tuple[int, ...] = field(default=(32,), metadata={"help": "Hidden layer sizes of each member MLP."})
-    max_iter: int = field(default=100, metadata={"help": "Adam epochs per member (scikit-learn MLPRegressor)."})
-    use_next_obs: bool = field(default=True, metadata={"help": "Feed the next observation too (needed for shaping rewards)."})
-    seed: int = field(default=0, metadata={"help": "Seed of data collection, bootstrap resampling and initialisation."})
-    env_id: str | None = field(default=None, metadata={"help": "Gymnasium id of the noise-free task to collect data on; set by the task."})
+    n_members: int = field(
+        default=5, metadata={"help": "Ensemble size K (>= 2, so that disagreement is defined)."}
+    )
+    n_transitions: int = field(
+        default=2000, metadata={"help": "Transitions collected by the random policy to fit on."}
+    )
+    hidden_sizes: tuple[int, ...] = field(
+        default=(32,), metadata={"help": "Hidden layer sizes of each member MLP."}
+    )
+    max_iter: int = field(
+        default=100, metadata={"help": "Adam epochs per member (scikit-learn MLPRegressor)."}
+    )
+    use_next_obs: bool = field(
+        default=True,
+        metadata={"help": "Feed the next observation too (needed for shaping rewards)."},
+    )
+    seed: int = field(
+        default=0,
+        metadata={"help": "Seed of data collection, bootstrap resampling and initialisation."},
+    )
+    env_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Gymnasium id of the noise-free task to collect data on; set by the task."
+        },
+    )
     cache_dir: str | None = field(
-        default=None, metadata={"help": f"Cache folder; default ${CACHE_ENV_VAR} or ~/.cache/rewardfilter."}
+        default=None,
+        metadata={"help": f"Cache folder; default ${CACHE_ENV_VAR} or ~/.cache/rewardfilter."},
     )
 
     def __post_init__(self):
         owner = "learned noise"
-        for name, minimum in (("n_members", 2), ("n_transitions", 50), ("max_iter", 1), ("seed", 0)):
+        for name, minimum in (
+            ("n_members", 2),
+            ("n_transitions", 50),
+            ("max_iter", 1),
+            ("seed", 0),
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or value < minimum
+            ):
                 raise param_error(name, owner, f"an int >= {minimum}", value)
         sizes = self.hidden_sizes
         if isinstance(sizes, list):
@@ -75,9 +104,14 @@ class LearnedRewardConfig:
         if (
             not isinstance(sizes, tuple)
             or not sizes
-            or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in sizes)
+            or not all(
+                isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
+                for h in sizes
+            )
         ):
-            raise param_error("hidden_sizes", owner, "a non-empty tuple of ints >= 1", self.hidden_sizes)
+            raise param_error(
+                "hidden_sizes", owner, "a non-empty tuple of ints >= 1", self.hidden_sizes
+            )
         if not isinstance(self.use_next_obs, bool):
             raise param_error("use_next_obs", owner, "a bool", self.use_next_obs)
         if self.env_id is not None and not isinstance(self.env_id, str):
@@ -85,7 +119,9 @@ class LearnedRewardConfig:
 
     def cache_key(self, observation_space: gym.Space, action_space: gym.Space) -> str:
         """A hash of everything the fitted weights depend on (not where they are stored)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "cache_dir"}
+        fields = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "cache_dir"
+        }
         payload = {
             "format": FORMAT_VERSION,
             "config": fields,
@@ -128,7 +164,9 @@ class LearnedRewardModel(NoiseModel):
     name = "learned"
     uses_transitions = True
 
-    def __init__(self, config: LearnedRewardConfig, observation_space: gym.Space, action_space: gym.Space):
+    def __init__(
+        self, config: LearnedRewardConfig, observation_space: gym.Space, action_space: gym.Space
+    ):
         if config.env_id is None:
             raise ValueError(
                 "The learned noise model needs 'env_id' (the noise-free Gymnasium task to collect data on); "
@@ -138,12 +176,17 @@ class LearnedRewardModel(NoiseModel):
         self.observation_space = observation_space
         self.action_space = action_space
         self.key = config.cache_key(observation_space, action_space)
-        self.cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-        self.path = self.cache_dir / f"learned-{config.env_id.replace('/', '_')}-{self.key[:16]}.npz"
+        self.cache_dir = (
+            Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+        )
+        self.path = (
+            self.cache_dir / f"learned-{config.env_id.replace('/', '_')}-{self.key[:16]}.npz"
+        )
         self.loaded_from_cache = False
         self._arrays = self._load_or_fit()
         self._layers = [
-            (self._arrays[f"W{i}"], self._arrays[f"b{i}"]) for i in range(int(self._arrays["n_layers"]))
+            (self._arrays[f"W{i}"], self._arrays[f"b{i}"])
+            for i in range(int(self._arrays["n_layers"]))
         ]
 
     @property
@@ -151,7 +194,9 @@ class LearnedRewardModel(NoiseModel):
         return self.config.n_members
 
     def corrupt(self, value, rng, low, high):  # pragma: no cover - transitions path is used instead
-        raise TypeError("The learned model predicts rewards from transitions; call predict(obs, action, next_obs).")
+        raise TypeError(
+            "The learned model predicts rewards from transitions; call predict(obs, action, next_obs)."
+        )
 
     def predict(self, obs: np.ndarray, action: Any, next_obs: np.ndarray) -> np.ndarray:
         """The K member predictions (shape ``(K,)``) of the reward of one transition."""
@@ -205,7 +250,9 @@ class LearnedRewardModel(NoiseModel):
                 np.savez(fh, **arrays)
             os.replace(tmp, self.path)
         except OSError as exc:  # a read-only cache must not stop training
-            warnings.warn(f"Could not cache the learned reward model at {self.path}: {exc}", stacklevel=3)
+            warnings.warn(
+                f"Could not cache the learned reward model at {self.path}: {exc}", stacklevel=3
+            )
 
     # -- fitting ---------------------------------------------------------------
 
@@ -221,7 +268,9 @@ class LearnedRewardModel(NoiseModel):
             while len(ys) < c.n_transitions:
                 action = env.action_space.sample()
                 next_obs, reward, terminated, truncated, _ = env.step(action)
-                xs.append(transition_features(obs, action, next_obs, self.action_space, c.use_next_obs))
+                xs.append(
+                    transition_features(obs, action, next_obs, self.action_space, c.use_next_obs)
+                )
                 ys.append(float(reward))
                 obs = next_obs
                 if terminated or truncated:

@@ -27,13 +27,25 @@ import numpy as np
 from rewardfilter._validation import param_error
 
 
-def _check_float(value: Any, param: str, owner: str, *, low: float = 0.0, low_open: bool = False,
-                 high: float | None = None, high_open: bool = False) -> float:
+def _check_float(
+    value: Any,
+    param: str,
+    owner: str,
+    *,
+    low: float = 0.0,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+) -> float:
     """Validate a float parameter against an interval; one message shape for every model."""
     lo_br = "(" if low_open else "["
     hi_br = ")" if high_open else "]"
     interval = f"{lo_br}{low:g}, {'inf)' if high is None else f'{high:g}{hi_br}'}"
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = (
+        isinstance(value, (int, float, np.number))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
     if ok:
         ok = (value > low) if low_open else (value >= low)
     if ok and high is not None:
@@ -83,7 +95,10 @@ class NoNoise(NoiseModel):
 class GaussianNoiseConfig:
     """Additive Gaussian noise of a constant scale (homoscedastic)."""
 
-    std: float = field(default=0.1, metadata={"help": "Noise standard deviation, as a fraction of the reward range."})
+    std: float = field(
+        default=0.1,
+        metadata={"help": "Noise standard deviation, as a fraction of the reward range."},
+    )
 
     def __post_init__(self):
         _check_float(self.std, "std", "gaussian noise")
@@ -114,15 +129,23 @@ class HeteroscedasticNoiseConfig:
     is uniform (large everywhere), a control.
     """
 
-    std: float = field(default=0.3, metadata={"help": "Largest noise std, as a fraction of the reward range."})
-    min_std: float = field(default=0.01, metadata={"help": "Noise std in the reliable region (fraction of the range)."})
-    reliable: str = field(default="high", metadata={"help": "Where rewards are reliable: 'high', 'low' or 'none'."})
+    std: float = field(
+        default=0.3, metadata={"help": "Largest noise std, as a fraction of the reward range."}
+    )
+    min_std: float = field(
+        default=0.01, metadata={"help": "Noise std in the reliable region (fraction of the range)."}
+    )
+    reliable: str = field(
+        default="high", metadata={"help": "Where rewards are reliable: 'high', 'low' or 'none'."}
+    )
 
     def __post_init__(self):
         _check_float(self.std, "std", "heteroscedastic noise")
         _check_float(self.min_std, "min_std", "heteroscedastic noise", high=self.std)
         if self.reliable not in _RELIABLE:
-            raise param_error("reliable", "heteroscedastic noise", f"one of {_RELIABLE}", self.reliable)
+            raise param_error(
+                "reliable", "heteroscedastic noise", f"one of {_RELIABLE}", self.reliable
+            )
 
 
 class HeteroscedasticNoise(NoiseModel):
@@ -144,7 +167,9 @@ class HeteroscedasticNoise(NoiseModel):
         """The noise std (in reward units) at true reward ``value``."""
         c = self.config
         u = min(1.0, max(0.0, (value - low) / (high - low)))
-        profile = {"high": min(1.0, 2.0 * (1.0 - u)), "low": min(1.0, 2.0 * u), "none": 1.0}[c.reliable]
+        profile = {"high": min(1.0, 2.0 * (1.0 - u)), "low": min(1.0, 2.0 * u), "none": 1.0}[
+            c.reliable
+        ]
         return (c.min_std + (c.std - c.min_std) * profile) * (high - low)
 
     def corrupt(self, value, rng, low, high):
@@ -168,17 +193,32 @@ class ConfusionNoiseConfig:
 
     levels: int = field(default=2, metadata={"help": "Number of reward levels (>= 2)."})
     error: float | tuple[float, ...] = field(
-        default=0.2, metadata={"help": "Flip probability, one rate or one per true level, each in [0, 1)."}
+        default=0.2,
+        metadata={"help": "Flip probability, one rate or one per true level, each in [0, 1)."},
     )
-    flip: str = field(default="uniform", metadata={"help": "Where a flip goes: 'uniform' or 'adjacent' level."})
+    flip: str = field(
+        default="uniform", metadata={"help": "Where a flip goes: 'uniform' or 'adjacent' level."}
+    )
 
     def __post_init__(self):
-        if isinstance(self.levels, bool) or not isinstance(self.levels, (int, np.integer)) or self.levels < 2:
+        if (
+            isinstance(self.levels, bool)
+            or not isinstance(self.levels, (int, np.integer))
+            or self.levels < 2
+        ):
             raise param_error("levels", "confusion noise", "an int >= 2", self.levels)
         if isinstance(self.error, (list, tuple, np.ndarray)):
-            rates = tuple(_check_float(e, "error", "confusion noise", high=1.0, high_open=True) for e in self.error)
+            rates = tuple(
+                _check_float(e, "error", "confusion noise", high=1.0, high_open=True)
+                for e in self.error
+            )
             if len(rates) != self.levels:
-                raise param_error("error", "confusion noise", f"a float or {self.levels} floats (one per level)", self.error)
+                raise param_error(
+                    "error",
+                    "confusion noise",
+                    f"a float or {self.levels} floats (one per level)",
+                    self.error,
+                )
             object.__setattr__(self, "error", rates)
         else:
             _check_float(self.error, "error", "confusion noise", high=1.0, high_open=True)

@@ -64,7 +64,9 @@ def make_noise_model(
     """
     if isinstance(noise, NoiseModel):
         if noise_kwargs:
-            raise ValueError("noise_kwargs cannot be combined with a NoiseModel instance; configure the instance.")
+            raise ValueError(
+                "noise_kwargs cannot be combined with a NoiseModel instance; configure the instance."
+            )
         return noise
     if not isinstance(noise, str) or noise not in NOISE_MODELS:
         raise ValueError(f"Unknown noise model {noise!r}; accepted: {sorted(NOISE_MODELS)}.")
@@ -72,7 +74,9 @@ def make_noise_model(
     config = config_from_kwargs(config_cls, noise_kwargs, f"{noise} noise")
     if model_cls is LearnedRewardModel:
         if observation_space is None or action_space is None:
-            raise ValueError("The learned noise model needs the task's observation_space and action_space.")
+            raise ValueError(
+                "The learned noise model needs the task's observation_space and action_space."
+            )
         return LearnedRewardModel(config, observation_space, action_space)
     return model_cls(config)
 
@@ -123,18 +127,27 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return_range: tuple[float, float] | None = None,
     ):
         gym.utils.RecordConstructorArgs.__init__(
-            self, noise=noise, noise_kwargs=noise_kwargs, episode_level=episode_level,
-            reward_range=reward_range, return_range=return_range,
+            self,
+            noise=noise,
+            noise_kwargs=noise_kwargs,
+            episode_level=episode_level,
+            reward_range=reward_range,
+            return_range=return_range,
         )
         gym.Wrapper.__init__(self, env)
         if not isinstance(episode_level, bool):
             raise param_error("episode_level", "NoisyReward", "a bool", episode_level)
         self.reward_bounds = _check_range(reward_range, "reward_range")
-        self.return_bounds = _check_range(return_range if return_range is not None else reward_range, "return_range")
+        self.return_bounds = _check_range(
+            return_range if return_range is not None else reward_range, "return_range"
+        )
         if noise == "learned" and "env_id" not in (noise_kwargs or {}) and env.spec is not None:
             noise_kwargs = {**(noise_kwargs or {}), "env_id": env.spec.id}
         self.noise_model = make_noise_model(
-            noise, noise_kwargs, observation_space=env.observation_space, action_space=env.action_space
+            noise,
+            noise_kwargs,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
         )
         self.episode_level = episode_level
         self._rng = np.random.default_rng()
@@ -173,11 +186,17 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._obs = obs
         done = terminated or truncated
         if not self.episode_level:
-            reward = float(ensemble.mean()) if ensemble is not None else model.corrupt(true_reward, self._rng, *self.reward_bounds)
+            reward = (
+                float(ensemble.mean())
+                if ensemble is not None
+                else model.corrupt(true_reward, self._rng, *self.reward_bounds)
+            )
         else:
             self._true_return += true_reward
             if ensemble is not None:
-                self._ensemble_sum = ensemble if self._ensemble_sum is None else self._ensemble_sum + ensemble
+                self._ensemble_sum = (
+                    ensemble if self._ensemble_sum is None else self._ensemble_sum + ensemble
+                )
             reward = 0.0
             if done:
                 if ensemble is not None:
@@ -196,7 +215,11 @@ def _check_range(bounds: Any, name: str) -> tuple[float, float]:
     try:
         low, high = (float(b) for b in bounds)
     except (TypeError, ValueError):
-        raise param_error(name, "NoisyReward", "a pair (low, high) of floats with low < high", bounds) from None
+        raise param_error(
+            name, "NoisyReward", "a pair (low, high) of floats with low < high", bounds
+        ) from None
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise param_error(name, "NoisyReward", "a pair (low, high) of finite floats with low < high", bounds)
+        raise param_error(
+            name, "NoisyReward", "a pair (low, high) of finite floats with low < high", bounds
+        )
     return low, high

@@ -124,7 +124,9 @@ class _FilterMixin:
             check_grouping(n_envs, group_size)
             self.filter.check_group_size(group_size)
         self._needs_groups = not isinstance(self.filter, rf.NoFilter)
-        self._rng: np.random.Generator | None = None if seed is None else np.random.default_rng(seed)
+        self._rng: np.random.Generator | None = (
+            None if seed is None else np.random.default_rng(seed)
+        )
         self._checked_group_size = group_size is not None
         # episodes cut by the previous rollout's end, per env
         self._carry_valid = np.zeros(n_envs, dtype=bool)
@@ -270,12 +272,18 @@ class _FilterMixin:
         if isinstance(self.filter, rf.AdaptiveFilter):
             if self.refit_adaptive and n >= 2:
                 try:
-                    self.filter.fit(ep["noisy"], ep["true"], ep["groups"], rng=rng, ensemble=ensemble)
+                    self.filter.fit(
+                        ep["noisy"], ep["true"], ep["groups"], rng=rng, ensemble=ensemble
+                    )
                 except ValueError:
                     pass  # too little signal in this rollout: keep the previous choice
             if self.filter.chosen_ is None:
                 return None
-        use_ensemble = ensemble if self.filter.needs_ensemble or isinstance(self.filter, rf.AdaptiveFilter) else None
+        use_ensemble = (
+            ensemble
+            if self.filter.needs_ensemble or isinstance(self.filter, rf.AdaptiveFilter)
+            else None
+        )
         if use_ensemble is not None and use_ensemble.shape[0] < 2:
             use_ensemble = None
         return self.filter.weights(ep["noisy"], ep["groups"], rng=rng, ensemble=use_ensemble)
@@ -304,7 +312,9 @@ class _FilterMixin:
         self._flat_weights = weights.T.reshape(-1)
         self.last_stats = self._stats(ep, w_ep, weights, fallback)
 
-    def _stats(self, ep: dict[str, Any], w_ep: np.ndarray, weights: np.ndarray, fallback: int) -> dict[str, float]:
+    def _stats(
+        self, ep: dict[str, Any], w_ep: np.ndarray, weights: np.ndarray, fallback: int
+    ) -> dict[str, float]:
         stats = _nan_stats()
         n = ep["noisy"].shape[0]
         kept = weights > 0
@@ -319,7 +329,9 @@ class _FilterMixin:
             stats["noisy_return_mean"] = float(ep["noisy"].mean())
             stats["true_return_mean"] = float(ep["true"].mean())
             stats["r2"] = rf.r2(ep["noisy"], ep["true"])
-            stats["filtered_r2"] = rf.r2(ep["noisy"], ep["true"], weights=w_ep) if (w_ep > 0).any() else float("nan")
+            stats["filtered_r2"] = (
+                rf.r2(ep["noisy"], ep["true"], weights=w_ep) if (w_ep > 0).any() else float("nan")
+            )
             if ep["ensemble"] is not None and ep["ensemble"].shape[0] >= 2:
                 stats["ensemble_std_mean"] = float(rf.ensemble_std(ep["ensemble"]).mean())
         return stats
@@ -401,7 +413,9 @@ class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
         group_size: int | None = None,
     ):
         self._init_filter(filter, seed, refit_adaptive, group_size, n_envs)
-        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+        super().__init__(
+            buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
+        )
 
     def reset(self) -> None:
         super().reset()
@@ -449,7 +463,9 @@ class FilteredDictRolloutBuffer(_FilterMixin, DictRolloutBuffer):
         group_size: int | None = None,
     ):
         self._init_filter(filter, seed, refit_adaptive, group_size, n_envs)
-        super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
+        super().__init__(
+            buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
+        )
 
     def reset(self) -> None:
         super().reset()

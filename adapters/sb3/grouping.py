@@ -75,10 +75,21 @@ class GroupMember(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env, group: int, member: int, n_groups: int, seed: int = 0):
-        gym.utils.RecordConstructorArgs.__init__(self, group=group, member=member, n_groups=n_groups, seed=seed)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, group=group, member=member, n_groups=n_groups, seed=seed
+        )
         gym.Wrapper.__init__(self, env)
-        for name, value, minimum in (("n_groups", n_groups, 1), ("group", group, 0), ("member", member, 0), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        for name, value, minimum in (
+            ("n_groups", n_groups, 1),
+            ("group", group, 0),
+            ("member", member, 0),
+            ("seed", seed, 0),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or value < minimum
+            ):
                 raise param_error(name, "GroupMember", f"an int >= {minimum}", value)
         if group >= n_groups:
             raise param_error("group", "GroupMember", f"an int in [0, {n_groups})", group)
@@ -100,7 +111,12 @@ class GroupMember(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.episode_index += 1
         episode_seed = _derive_seed(self.base_seed, self.group, self.episode_index)
         if self._decorrelate_noise:
-            options = {**(options or {}), NOISE_SEED_OPTION: _derive_seed(self.base_seed, self.group, self.episode_index, self.member, 1)}
+            options = {
+                **(options or {}),
+                NOISE_SEED_OPTION: _derive_seed(
+                    self.base_seed, self.group, self.episode_index, self.member, 1
+                ),
+            }
         self._ids = {
             GROUP_ID_KEY: self.group_id,
             "group": self.group,
@@ -168,12 +184,18 @@ def make_grouped_vec_env(
         Wrap each copy in SB3's ``Monitor`` so that SB3 logs episode returns
         (of the reward the agent sees).
     """
-    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+    if (
+        isinstance(group_size, bool)
+        or not isinstance(group_size, (int, np.integer))
+        or group_size < 1
+    ):
         raise param_error("group_size", "grouped vec env", "an int >= 1", group_size)
     if n_envs is not None:
         derived = check_grouping(n_envs, group_size)
         if n_groups is not None and n_groups != derived:
-            raise ValueError(f"n_groups={n_groups} and n_envs={n_envs} disagree for group_size={group_size}.")
+            raise ValueError(
+                f"n_groups={n_groups} and n_envs={n_envs} disagree for group_size={group_size}."
+            )
         n_groups = derived
     if n_groups is None:
         raise ValueError("Give n_groups, or n_envs (a multiple of group_size).")
@@ -192,11 +214,21 @@ def make_grouped_vec_env(
             import rewardfilter.envs  # noqa: F401  (registers the tasks in subprocesses)
 
             env = gym.make(env_id, **env_kwargs)
-            env = GroupMember(env, group=index // group_size, member=index % group_size, n_groups=int(n_groups), seed=int(seed))
+            env = GroupMember(
+                env,
+                group=index // group_size,
+                member=index % group_size,
+                n_groups=int(n_groups),
+                seed=int(seed),
+            )
             return Monitor(env) if monitor else env
 
         return _init
 
     if vec_env_cls is not DummyVecEnv:
-        factory(0)().close()  # surface bad env_kwargs as the ValueError here, not as a dead subprocess
-    return vec_env_cls([factory(i) for i in range(int(n_groups) * group_size)], **(vec_env_kwargs or {}))
+        factory(
+            0
+        )().close()  # surface bad env_kwargs as the ValueError here, not as a dead subprocess
+    return vec_env_cls(
+        [factory(i) for i in range(int(n_groups) * group_size)], **(vec_env_kwargs or {})
+    )
