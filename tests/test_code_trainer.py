@@ -454,3 +454,65 @@ def test_from_pretrained_rejects_bad_input_before_loading(saved_model, tmp_path)
         PFPPOTrainer.from_pretrained(tmp_path / "bert", TASKS, reward_fn, cfg)
     with pytest.raises(ValueError, match="task set is empty"):  # checked before the path
         PFPPOTrainer.from_pretrained(tmp_path / "missing", [], reward_fn, cfg)
+
+
+# ---------------------------------------------------------------------------
+# the code domain of the experiment runner
+# ---------------------------------------------------------------------------
+def code_run(model_dir, out_dir, steps=2):
+    return {
+        "domain": "code",
+        "task": "curriculum:"
+        + ",".join(__import__("rewardfilter.adapters.code", fromlist=["FAMILIES"]).FAMILIES[:2]),
+        "noise": {"name": "exact", "model": "none", "kwargs": {}},
+        "method": {"name": "PF-PPO (BR)", "reward": "noisy", "group_size": 3, "filter": "br"},
+        "seed": 0,
+        "budget": {"steps": steps, "eval_every": 1, "eval_episodes": 2},
+        "hparams": {
+            "model": str(model_dir),
+            "train_per_family": 2,
+            "heldout_per_family": 1,
+            "prompts_per_iteration": 2,
+            "max_new_tokens": 6,
+            "device": "cpu",
+        },
+        "run_id": "test",
+        "out_dir": str(out_dir),
+    }
+
+
+def test_code_domain_runs_logs_and_resumes(saved_model, tmp_path):
+    from rewardfilter.experiments.domains import RECORD_KEYS, resolve
+
+    run_code = resolve("code")
+    logged = []
+    final = run_code(code_run(saved_model, tmp_path), logged.append)
+    assert [r["step"] for r in logged] == [0, 1, 2]
+    assert all(key in r for r in logged for key in RECORD_KEYS)
+    assert 0.0 <= final["true_return"] <= 1.0 and final["step"] == 2
+    assert final["kept_fraction"] == pytest.approx(2 / 3)
+    # a finished run started again trains no more and logs its records again
+    again = []
+    run_code(code_run(saved_model, tmp_path), again.append)
+    assert [r["step"] for r in again] == [0, 1, 2]
+    # a longer budget continues from the checkpoint
+    more = []
+    run_code(code_run(saved_model, tmp_path, steps=3), more.append)
+    assert [r["step"] for r in more] == [0, 1, 2, 3]
+
+
+def test_code_domain_rejects_bad_runs_before_work(saved_model, tmp_path):
+    from rewardfilter.experiments.domains.code import run_code
+
+    run = code_run(saved_model, tmp_path)
+    run["noise"] = {"name": "rm", "model": "learned", "kwargs": {}}
+    with pytest.raises(ValueError, match="needs a reward model"):
+        run_code(run, print)
+    run = code_run(saved_model, tmp_path)
+    run["hparams"]["model"] = str(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError):
+        run_code(run, print)
+    run = code_run(saved_model, tmp_path)
+    run["task"] = "humaneval"
+    with pytest.raises(ValueError, match="Code task ids"):
+        run_code(run, print)

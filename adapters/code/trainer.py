@@ -270,8 +270,7 @@ def sandbox_true_score(
     results = score_completions(list(tasks), list(completions), **kwargs)
     out = np.empty(len(results))
     for i, res in enumerate(results):
-        total = getattr(res, "tests_total", 0) or 0
-        out[i] = (res.tests_passed / total) if total > 0 else float(bool(res.passed))
+        out[i] = res.score
     return out
 
 

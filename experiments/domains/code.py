@@ -1,0 +1,228 @@
+"""The code domain of the comparative runner: PF-PPO on the tiny code model.
+
+One run trains a policy with :class:`~rewardfilter.adapters.code.trainer.PFPPOTrainer`
+on synthetic-curriculum training tasks and evaluates held-out pass@1 every
+``budget.eval_every`` iterations. The method gives the group size N, the
+filter and the reward source; the noise model says what the "noisy" reward is:
+
+* ``learned`` (the honest one, PF-PPO's setting): a reward-model ensemble
+  trained on the starting policy's samples labelled by unit tests
+  (``rewardfilter code train-rm``), loaded from ``noise.kwargs.path`` or
+  ``hparams.reward_model``;
+* ``none``: the noisy reward is the true score (the fraction of tests passed).
+
+A method with ``reward: true`` (the oracle) trains on the true score whatever
+the noise model. The reward model, when there is one, also scores the
+evaluation completions, which is the record's ``noisy_return``.
+
+Task ids: ``curriculum`` (every family) or ``curriculum:fam1,fam2``.
+Budget: ``steps`` counts PPO iterations, ``eval_episodes`` held-out prompts
+per evaluation (capped by the held-out set).
+
+Hyper-parameters (``hparams``): ``model`` (required: the SFT policy's
+directory, e.g. from ``rewardfilter code build-tiny``), ``reward_model``,
+``train_per_family`` / ``heldout_per_family`` / ``task_seed`` (the task
+sets), ``eval_temperature`` (0: greedy pass@1) and ``eval_samples``, and any
+:class:`~rewardfilter.adapters.code.trainer.PFPPOConfig` field
+(``prompts_per_iteration``, ``policy_lr``, ``max_new_tokens``, ...).
+
+Resume: the trainer checkpoints into ``out_dir`` at every evaluation and
+the evaluation records are kept in ``out_dir/evals.jsonl``; a resumed run
+reloads the checkpoint and logs those records again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "model": None,
+    "reward_model": None,
+    "train_per_family": 50,
+    "heldout_per_family": 10,
+    "task_seed": 0,
+    "eval_temperature": 0.0,
+    "eval_samples": 1,
+    "eval_timeout": 3.0,
+    # trainer settings suited to a few-million-parameter model on CPU
+    "prompts_per_iteration": 8,
+    "max_new_tokens": 64,
+    "minibatch_size": 8,
+    "ppo_epochs": 1,
+    "policy_lr": 1e-5,
+    "critic_lr": 1e-4,
+    "device": "auto",
+}
+
+_NOISE_MODELS = ("learned", "none")
+
+
+def _tasks(task_id: str, hp: dict[str, Any]) -> tuple[list, list]:
+    from rewardfilter.adapters.code.curriculum import FAMILIES, make_curriculum
+
+    name, _, fams = task_id.partition(":")
+    if name != "curriculum":
+        raise ValueError(
+            f"Code task ids are 'curriculum' or 'curriculum:fam1,fam2'; got {task_id!r}."
+        )
+    families = [f.strip() for f in fams.split(",") if f.strip()] or None
+    unknown = [f for f in families or [] if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"Unknown curriculum families {unknown}; known: {', '.join(FAMILIES)}.")
+    seed = int(hp["task_seed"])
+    train = make_curriculum("train", int(hp["train_per_family"]), seed=seed, families=families)
+    held = make_curriculum("heldout", int(hp["heldout_per_family"]), seed=seed, families=families)
+    return train, held
+
+
+def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Train and evaluate one PF-PPO run of the grid; see the module docstring."""
+    from rewardfilter.adapters.code.evaluate import evaluate
+    from rewardfilter.adapters.code.models import check_causal_lm_path
+    from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer
+
+    hp = {**DEFAULTS, **run.get("hparams", {})}
+    method, noise, budget = run["method"], run["noise"], run["budget"]
+    out = Path(run["out_dir"])
+
+    # ---- validate everything before any work ------------------------------
+    if not hp["model"]:
+        raise ValueError(
+            "The code domain needs hparams.model: the SFT policy directory "
+            "(build one with `rewardfilter code build-tiny OUT`)."
+        )
+    check_causal_lm_path(hp["model"], what="policy")
+    if noise["model"] not in _NOISE_MODELS:
+        raise ValueError(
+            f"The code domain has no noise model {noise['model']!r}; use {' or '.join(_NOISE_MODELS)}."
+        )
+    rm_path = noise.get("kwargs", {}).get("path") or hp["reward_model"]
+    if noise["model"] == "learned" and not rm_path:
+        raise ValueError(
+            "Noise model 'learned' needs a reward model: noise.kwargs.path or hparams.reward_model "
+            "(train one with `rewardfilter code train-rm`)."
+        )
+    if rm_path and not Path(rm_path).exists():
+        raise FileNotFoundError(f"The reward model path {str(rm_path)!r} does not exist.")
+    train_tasks, held_tasks = _tasks(run["task"], hp)
+    held_tasks = held_tasks[: max(1, int(budget.get("eval_episodes", len(held_tasks))))]
+    steps, eval_every = int(budget["steps"]), max(1, int(budget["eval_every"]))
+    set_here = {"samples_per_prompt", "filter", "iterations", "seed", "checkpoint_dir"}
+    set_here |= {"checkpoint_every", "log_path", "progress"}
+    fields = {f.name for f in dataclasses.fields(PFPPOConfig)} - set_here
+    cfg = PFPPOConfig(
+        **{k: v for k, v in hp.items() if k in fields},
+        samples_per_prompt=int(method["group_size"]),
+        filter=method["filter"],
+        iterations=steps,
+        seed=int(run["seed"]),
+        checkpoint_dir=str(out / "pfppo"),
+        checkpoint_every=0,  # checkpoints are taken at evaluations, below
+        log_path=str(out / "train_log.jsonl"),
+        progress=False,
+    )
+
+    # ---- models -------------------------------------------------------------
+    ensemble = None
+    if rm_path:
+        from rewardfilter.adapters.code.reward_model import RewardEnsemble
+
+        ensemble = RewardEnsemble.from_pretrained(rm_path, device=cfg.device)
+    reward: Any = "true" if method["reward"] == "true" or noise["model"] == "none" else ensemble
+    trainer = PFPPOTrainer.from_pretrained(hp["model"], train_tasks, reward, cfg)
+
+    def evaluation() -> dict[str, Any]:
+        report = evaluate(
+            trainer.policy,
+            held_tasks,
+            n_samples=int(hp["eval_samples"]),
+            temperature=float(hp["eval_temperature"]),
+            max_new_tokens=cfg.max_new_tokens,
+            tokenizer=trainer.tokenizer,
+            seed=int(run["seed"]),
+            timeout=float(hp["eval_timeout"]),
+            return_samples=ensemble is not None,
+        )
+        noisy = math.nan
+        if ensemble is not None:
+            by_id = {t.task_id: t.prompt for t in held_tasks}
+            samples = report["samples"]
+            prompts = [by_id[i] for i in samples["task_id"]]
+            noisy = float(ensemble.score(prompts, samples["completion"]).mean())
+        return {
+            "true_return": report["pass@1"],
+            "noisy_return": noisy,
+            "mean_test_fraction": report["mean_test_fraction"],
+        }
+
+    # ---- resume or start ------------------------------------------------------
+    evals_path = out / "evals.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    if (Path(cfg.checkpoint_dir) / "state.pt").is_file():
+        trainer.load_checkpoint(cfg.checkpoint_dir)
+        if evals_path.is_file():
+            records = [json.loads(x) for x in evals_path.read_text().splitlines() if x.strip()]
+            records = [r for r in records if r["step"] <= trainer.iteration]
+    _write_jsonl(evals_path, records)
+    for rec in records:  # the runner dropped them with the interruption: log them again
+        log(rec)
+    if not records:  # the starting point: the SFT policy's pass@1
+        rec = {
+            "step": 0,
+            "samples_used": 0,
+            "kept_fraction": math.nan,
+            "filtered_r2": math.nan,
+            **evaluation(),
+        }
+        records.append(rec)
+        _append_jsonl(evals_path, rec)
+        log(rec)
+
+    # ---- train ------------------------------------------------------------------
+    window: list[dict[str, Any]] = []
+    while trainer.iteration < steps:
+        window.append(trainer.step())
+        if trainer.iteration % eval_every == 0 or trainer.iteration == steps:
+            r2s = [w["filtered_r2"] for w in window if w["filtered_r2"] is not None]
+            rec = {
+                "step": trainer.iteration,
+                "samples_used": trainer.samples_used,
+                "kept_fraction": _mean([w["kept_fraction"] for w in window]),
+                "filtered_r2": _mean(r2s),
+                "train_reward": _mean([w["reward_mean"] for w in window]),
+                "train_pass_rate": _mean([w["true_pass_rate"] for w in window]),
+                "kl": _mean([w["kl"] for w in window]),
+                "tokens_per_s": _mean([w["tokens_per_s"] for w in window]),
+                **evaluation(),
+            }
+            window = []
+            records.append(rec)
+            _append_jsonl(
+                evals_path, rec
+            )  # before the checkpoint: a record past it is dropped on resume
+            trainer.save_checkpoint(cfg.checkpoint_dir)
+            log(rec)
+    final = dict(records[-1])
+    final["start_true_return"] = records[0]["true_return"]
+    return final
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else math.nan
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(path)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
