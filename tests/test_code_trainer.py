@@ -460,10 +460,11 @@ def test_from_pretrained_rejects_bad_input_before_loading(saved_model, tmp_path)
 # the code domain of the experiment runner
 # ---------------------------------------------------------------------------
 def code_run(model_dir, out_dir, steps=2):
+    from rewardfilter.adapters.code import FAMILIES
+
     return {
         "domain": "code",
-        "task": "curriculum:"
-        + ",".join(__import__("rewardfilter.adapters.code", fromlist=["FAMILIES"]).FAMILIES[:2]),
+        "task": "curriculum:" + ",".join(FAMILIES[:2]),
         "noise": {"name": "exact", "model": "none", "kwargs": {}},
         "method": {"name": "PF-PPO (BR)", "reward": "noisy", "group_size": 3, "filter": "br"},
         "seed": 0,
