@@ -42,6 +42,8 @@ from .models import ScalarHeadModel, check_causal_lm_path, load_tokenizer, selec
 
 __all__ = [
     "RewardData",
+    "RewardDataConfig",
+    "build_reward_model",
     "RewardModel",
     "RewardEnsemble",
     "RewardModelConfig",
@@ -775,3 +777,115 @@ def evaluate_reward_model(reward, data: RewardData) -> dict:
         ]
         out["member_r2"] = [float(rf.r2(m, data.scores)) for m in members]
     return out
+
+
+# ----------------------------------------------------------------------------
+# the whole recipe (what `rewardfilter code train-rm` runs)
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class RewardDataConfig:
+    """Which responses the reward model learns from and is judged on."""
+
+    train_per_family: int = field(
+        default=30,
+        metadata={
+            "help": "Curriculum train-split prompts per family whose samples train the reward model."
+        },
+    )
+    heldout_per_family: int = field(
+        default=15,
+        metadata={
+            "help": "Curriculum held-out prompts per family whose samples measure it (accuracy, R²)."
+        },
+    )
+    families: list[str] | None = field(
+        default=None, metadata={"help": "Curriculum families (default: all)."}
+    )
+    n_samples: int = field(
+        default=8, metadata={"help": "Responses sampled per prompt from the starting policy."}
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature (PF-PPO samples at 1.0)."}
+    )
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
+    max_new_tokens: int = field(default=96, metadata={"help": "Longest response, in tokens."})
+    sample_batch_size: int = field(default=32, metadata={"help": "Prompts per generation call."})
+    data_seed: int = field(
+        default=1,
+        metadata={
+            "help": "Seed of the prompt draw and the sampling (use another seed than PPO's)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        for name in (
+            "train_per_family",
+            "heldout_per_family",
+            "n_samples",
+            "max_new_tokens",
+            "batch_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"The {name!r} parameter of RewardDataConfig must be an int >= 1; got {value!r}."
+                )
+
+
+def build_reward_model(
+    policy_path: str | os.PathLike,
+    out: str | os.PathLike,
+    data_config: RewardDataConfig | None = None,
+    config: RewardModelConfig | None = None,
+    *,
+    progress: bool = True,
+) -> RewardEnsemble:
+    """Sample, label, train an ensemble, measure it on held-out prompts, save everything.
+
+    Writes under ``out``: the ensemble (``member_k/`` + ``reward_ensemble.json``
+    with the report), ``train_data.jsonl`` and ``heldout_data.jsonl`` (the
+    labelled responses, for inspection or retraining).
+    """
+    from .curriculum import make_curriculum
+    from .models import load_policy
+
+    data_config = data_config or RewardDataConfig()
+    config = config or RewardModelConfig()
+    check_causal_lm_path(policy_path, what="policy")
+    d = data_config
+    train_tasks = make_curriculum(
+        "train", d.train_per_family, seed=d.data_seed, families=d.families
+    )
+    held_tasks = make_curriculum(
+        "heldout", d.heldout_per_family, seed=d.data_seed, families=d.families
+    )
+    policy, tokenizer = load_policy(policy_path, device=config.device)
+    kw = dict(
+        n_samples=d.n_samples,
+        temperature=d.temperature,
+        top_p=d.top_p,
+        max_new_tokens=d.max_new_tokens,
+        batch_size=d.sample_batch_size,
+        tokenizer=tokenizer,
+        progress=progress,
+    )
+    t0 = time.perf_counter()
+    train = collect_reward_data(policy, train_tasks, seed=d.data_seed, **kw)
+    held = collect_reward_data(policy, held_tasks, seed=d.data_seed + 1, **kw)
+    seconds_data = time.perf_counter() - t0
+    del policy
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train.save_jsonl(out / "train_data.jsonl")
+    held.save_jsonl(out / "heldout_data.jsonl")
+    ens = train_reward_ensemble(policy_path, train, config, heldout=held, progress=progress)
+    ens.report.update(
+        policy=str(policy_path),
+        data_config=asdict(d),
+        heldout_data=held.summary(),
+        seconds_data=seconds_data,
+    )
+    ens.save_pretrained(out)
+    return ens
