@@ -55,8 +55,8 @@ import time
 # installed under /root, so only already-imported modules work there.
 PRELOAD = (
     "abc array bisect calendar cmath collections collections.abc contextlib copy "
-    "dataclasses datetime decimal enum fractions functools hashlib heapq io itertools "
-    "json math numbers operator queue random re statistics string struct textwrap "
+    "dataclasses datetime decimal encodings.idna enum fractions functools hashlib heapq io itertools "
+    "json math numbers operator pathlib queue random re shutil socket statistics string struct tempfile textwrap "
     "threading time typing unicodedata"
 ).split()
 
@@ -282,7 +282,7 @@ def _make_strict_eq():
     patching of ``builtins`` cannot change it.
     """
     scalars, containers, _type, _len, _iter = _PLAIN_SCALARS, _PLAIN_CONTAINERS, type, len, iter
-    _dict = dict
+    _dict, _all = dict, all
 
     def plain(x, depth=0) -> bool:
         t = _type(x)
@@ -292,8 +292,8 @@ def _make_strict_eq():
             return False
         items = x.items() if t is _dict else _iter(x)
         if t is _dict:
-            return all(plain(k, depth + 1) and plain(v, depth + 1) for k, v in items)
-        return all(plain(v, depth + 1) for v in items) if _len(x) < 100_000 else True
+            return _all(plain(k, depth + 1) and plain(v, depth + 1) for k, v in items)
+        return _all(plain(v, depth + 1) for v in items) if _len(x) < 100_000 else True
 
     def strict_eq(a, b) -> bool:
         pa, pb = plain(a), plain(b)
@@ -323,11 +323,15 @@ def _harness(src: str, nonce: str, fd: int) -> None:
     ``gc``) can still find it: see SANDBOX.md.
     """
     write, exit_, prefix = os.write, os._exit, (nonce + " ").encode()
+    getpid = os.getpid
+    me = getpid()
     BE, SE, ME = BaseException, SystemExit, MemoryError
     _type, _str, _repr, _exec, _compile = type, str, repr, exec, compile
     stdout, stderr = sys.stdout, sys.stderr
 
     def emit(line: str) -> None:
+        if getpid() != me:  # a child the program forked reached the harness: it has no say
+            exit_(0)
         try:
             write(fd, prefix + line.encode("utf-8", "replace") + b"\n")
         except BE:

@@ -1,0 +1,397 @@
+"""The sandbox: correct verdicts, per-assert counts, containment of hostile programs, bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from rewardfilter.adapters.code.curriculum import FAMILIES, make_curriculum
+from rewardfilter.adapters.code.sandbox import (
+    STATUSES,
+    ExecResult,
+    SandboxPool,
+    build_program,
+    count_tests,
+    execute,
+    execute_many,
+    sandbox_capabilities,
+    score_completions,
+)
+from rewardfilter.adapters.code.tasks import CodeTask, load_humaneval
+
+HOSTILE_DIR = Path(__file__).parent / "hostile"
+
+ADD = CodeTask(
+    task_id="Toy/add",
+    prompt='def add(a, b):\n    """Return a + b."""\n',
+    entry_point="add",
+    test=(
+        "def check(candidate):\n"
+        "    assert candidate(1, 2) == 3\n"
+        "    assert candidate(-1, 1) == 0\n"
+        "    assert candidate(100, 1) == 101\n"
+    ),
+    canonical_solution="    return a + b\n",
+)
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+# ---------------------------------------------------------------------------
+# HumanEval and the curriculum
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def humaneval() -> list[CodeTask]:
+    return load_humaneval()
+
+
+def test_humaneval_canonical_solutions_all_pass(humaneval):
+    results = score_completions(humaneval, [t.canonical_solution for t in humaneval])
+    failures = [
+        (t.task_id, r.status, r.detail)
+        for t, r in zip(humaneval, results, strict=True)
+        if not r.passed
+    ]
+    assert failures == []
+    assert all(r.status == "passed" and r.tests_passed == r.tests_total > 0 for r in results)
+    assert sum(r.tests_total for r in results) > 164  # asserts are counted one by one
+
+
+def test_humaneval_corrupted_solutions_all_fail(humaneval):
+    # A plausible wrong program (right signature, wrong value) for every task.
+    results = score_completions(humaneval, ["    return None\n"] * len(humaneval))
+    assert [r.passed for r in results] == [False] * len(humaneval)
+    assert {r.status for r in results} == {"failed"}
+    assert all(r.tests_passed < r.tests_total for r in results)
+    assert all(0.0 <= r.score < 1.0 for r in results)
+
+
+def test_curriculum_canonical_pass_and_wrong_fail_in_the_sandbox():
+    tasks = make_curriculum("train", n_per_family=3, seed=1) + make_curriculum(
+        "heldout", n_per_family=2, seed=2
+    )
+    good = score_completions(tasks, [t.canonical_solution for t in tasks])
+    bad = score_completions(tasks, ["    return None\n"] * len(tasks))
+    assert all(r.passed for r in good), [
+        (t.task_id, r.detail) for t, r in zip(tasks, good, strict=True) if not r.passed
+    ]
+    assert not any(r.passed for r in bad)
+    assert len(tasks) == 5 * len(FAMILIES)
+
+
+# ---------------------------------------------------------------------------
+# verdicts and per-assert counting
+# ---------------------------------------------------------------------------
+
+
+def test_per_assert_counts_and_score():
+    results = score_completions(
+        [ADD] * 4,
+        [
+            "    return a + b\n",
+            "    return 3\n",  # passes only the first assert
+            "    return a - b if a < 0 else a + b\n",  # fails the second only
+            "    return a +\n",  # syntax error: total filled in from the task
+        ],
+    )
+    assert [(r.status, r.tests_passed, r.tests_total) for r in results] == [
+        ("passed", 3, 3),
+        ("failed", 1, 3),
+        ("failed", 2, 3),
+        ("error", 0, 3),
+    ]
+    assert [round(r.score, 3) for r in results] == [1.0, 0.333, 0.667, 0.0]
+    assert "test 1: AssertionError" in results[2].detail
+    assert "SyntaxError" in results[3].detail
+
+
+def test_asserts_in_a_loop_count_as_one_test_and_setup_errors_are_errors():
+    prog = (
+        "def f(x):\n    return x\n"
+        "def check(candidate):\n"
+        "    import math\n"
+        "    for i in range(3):\n        assert candidate(i) == i\n"
+        "    assert candidate(1) == 2\n"
+        "    assert math.sqrt(4) == 2.0\n"
+        "check(f)\n"
+    )
+    res = execute(prog)
+    assert (res.status, res.tests_passed, res.tests_total) == ("failed", 2, 3)
+    broken = prog.replace("    import math\n", "    import math\n    1 / 0\n")
+    res = execute(broken)
+    assert res.status == "error" and "ZeroDivisionError" in res.detail and res.tests_passed == 0
+    assert (
+        count_tests(
+            "def check(candidate):\n    x = 1\n    for i in range(2):\n        assert i\n    assert x\n"
+        )
+        == 2
+    )
+    assert count_tests("not python (") == 0
+
+
+def test_timeout_keeps_the_tests_passed_before_it():
+    completion = "    if a == 100:\n        while True:\n            pass\n    return a + b\n"
+    (res,) = score_completions([ADD], [completion], timeout=0.5)
+    assert (res.status, res.tests_passed, res.tests_total, res.passed) == ("timeout", 2, 3, False)
+    assert 0.4 < res.duration < 5
+
+
+def test_plain_programs_pass_when_they_run_to_the_end():
+    ok, boom, out = execute_many(
+        ["x = 1\nprint('hello')", "raise ValueError('boom')", "print('z' * 100_000)"]
+    )
+    assert (ok.passed, ok.status, ok.output) == (True, "passed", "hello\n")
+    assert (boom.passed, boom.status) == (False, "error") and "ValueError boom" in boom.detail
+    assert out.passed and 0 < len(out.output) <= 4096  # a bounded tail
+
+
+def test_marker_makes_the_test_call_mandatory():
+    prog = build_program(ADD, "    return a + b\n")
+    assert prog.splitlines()[0] == "# rewardfilter-sandbox: check(add)"
+    assert prog.rstrip().endswith("check(add)")
+    assert ADD.prompt in prog and ADD.test in prog
+    assert execute(prog).passed
+    res = execute(prog.rstrip()[: -len("check(add)")])  # test call removed
+    assert res.status == "error" and "check(add)" in res.detail
+
+
+def test_results_keep_order_and_are_deterministic():
+    programs = [
+        f"import time\ntime.sleep({0.2 if i % 3 == 0 else 0})\nassert {i} % 2 == 0"
+        for i in range(12)
+    ]
+    first = execute_many(programs, workers=2)
+    second = execute_many(programs, workers=2)
+    assert [r.passed for r in first] == [i % 2 == 0 for i in range(12)]
+    assert [r.status for r in first] == [r.status for r in second]
+    assert execute_many([]) == []
+
+
+def test_each_program_gets_a_fresh_private_workdir():
+    prog = (
+        "import os\n"
+        "assert os.listdir('.') == [], os.listdir('.')\n"
+        "assert os.environ['HOME'] == os.getcwd()\n"
+        "open('note.txt', 'w').write('left behind?')\n"
+    )
+    results = execute_many([prog] * 4, workers=2)
+    assert all(r.passed for r in results), [r.detail for r in results]
+
+
+def test_environment_is_minimal():
+    res = execute("import os\nprint(sorted(os.environ))")
+    assert res.passed
+    assert set(eval(res.output)) <= {"PATH", "HOME", "TMPDIR", "LANG"}
+
+
+def test_common_stdlib_modules_are_importable():
+    res = execute(
+        "import math, typing, collections, re, random, string, hashlib, itertools, heapq, fractions\n"
+    )
+    assert res.passed, res.detail
+
+
+@pytest.mark.skipif(not _is_root(), reason="namespaces and the uid drop need root")
+def test_capabilities_as_root():
+    caps = sandbox_capabilities()
+    assert caps == {"root": True, "net": True, "ns": True, "drop": True}
+
+
+def test_statuses_are_documented():
+    assert {"passed", "failed", "error", "timeout", "memory", "killed"} <= set(STATUSES)
+    assert ExecResult(False, "error").score == 0.0
+    assert ExecResult(True, "passed").score == 1.0
+
+
+# ---------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, "3", True])
+def test_bad_timeout_raises(timeout):
+    with pytest.raises(ValueError, match="'timeout'"):
+        execute("pass", timeout=timeout)
+    with pytest.raises(ValueError, match="'timeout'"):
+        execute_many(["pass"], timeout=timeout)
+
+
+@pytest.mark.parametrize("memory_mb", [0, -512, 1.5, None])
+def test_bad_memory_raises(memory_mb):
+    with pytest.raises(ValueError, match="'memory_mb'"):
+        execute("pass", memory_mb=memory_mb)
+    with pytest.raises(ValueError, match="'memory_mb'"):
+        execute_many(["pass"], memory_mb=memory_mb)
+
+
+def test_bad_workers_programs_and_lengths():
+    with pytest.raises(ValueError, match="'workers'"):
+        execute_many(["pass"], workers=0)
+    with pytest.raises(ValueError, match="'workers'"):
+        SandboxPool(-1)
+    with pytest.raises(TypeError):
+        execute_many([b"pass"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="same length"):
+        score_completions([ADD], [])
+
+
+# ---------------------------------------------------------------------------
+# hostile programs
+# ---------------------------------------------------------------------------
+
+
+def _load_hostile() -> list[tuple[str, set[str], bool, str]]:
+    cases = []
+    for path in sorted(HOSTILE_DIR.glob("[0-9]*.txt")):
+        text = path.read_text()
+        expect = set(re.search(r"^# expect: (.+)$", text, re.M).group(1).split("|"))
+        completion = re.search(r"^# kind: completion$", text, re.M) is not None
+        body = "\n".join(line for line in text.splitlines() if not line.startswith("# ")) + "\n"
+        cases.append((path.stem, expect, completion, body))
+    return cases
+
+
+HOSTILE = _load_hostile()
+
+
+def _uid_processes(uids: set[int]) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        m = re.search(r"^Uid:\s+(\d+)", status, re.M)
+        if m and int(m.group(1)) in uids:
+            found.append(entry)
+    return found
+
+
+needs_root = pytest.mark.skipif(
+    not _is_root(),
+    reason="the full containment tested here needs root (namespaces, uid drop); see SANDBOX.md",
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    """Run the whole hostile suite once, in a pool started after a secret entered our environment."""
+    secret_name = "RF_TEST_SECRET_" + secrets.token_hex(4).upper()
+    secret_value = secrets.token_hex(16)
+    sentinel = tmp_path_factory.mktemp("hostile") / "sentinel.txt"
+    sentinel.write_text("keep me")
+    host_mark = f"/tmp/rf_hostile_{uuid.uuid4().hex}"
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    os.environ[secret_name] = secret_value
+    try:
+        with SandboxPool(2) as pool:
+            pool.map(["pass"] * 2)  # start both workers so their pids can be targeted
+            fill = {
+                "SECRET_NAME": secret_name,
+                "PORT": str(port),
+                "SENTINEL": str(sentinel),
+                "HOST_MARK": host_mark,
+                "PYTEST_PID": str(os.getpid()),
+                "WORKER_PID": str(pool.worker_pids[0]),
+            }
+            programs = []
+            for _, _, completion, body in HOSTILE:
+                for key, value in fill.items():
+                    body = body.replace("{{" + key + "}}", value)
+                programs.append(build_program(ADD, body) if completion else body)
+            results = pool.map(programs, timeout=1.0, memory_mb=256, max_output=256 * 1024)
+            leftovers = _uid_processes(set(pool._uids))
+            workers_alive = all(w is not None and w.alive() for w in pool._slots)
+            after = pool.map([build_program(ADD, ADD.canonical_solution)])[0]
+        try:
+            accepted = server.accept()
+        except BlockingIOError:
+            accepted = None
+    finally:
+        del os.environ[secret_name]
+        server.close()
+    return {
+        "results": dict(zip([c[0] for c in HOSTILE], results, strict=True)),
+        "secret": (secret_name, secret_value),
+        "sentinel": sentinel,
+        "host_mark": host_mark,
+        "leftovers": leftovers,
+        "workers_alive": workers_alive,
+        "after": after,
+        "accepted": accepted,
+    }
+
+
+def test_hostile_suite_is_large_enough():
+    assert len(HOSTILE) >= 25
+
+
+@needs_root
+@pytest.mark.parametrize(
+    "name, expect", [(c[0], c[1]) for c in HOSTILE], ids=[c[0] for c in HOSTILE]
+)
+def test_hostile_program_is_contained(hostile_run, name, expect):
+    res = hostile_run["results"][name]
+    assert not res.passed
+    assert res.status in expect, f"{name}: {res.status} ({res.detail}) output={res.output[-300:]!r}"
+    assert "ESCAPED" not in res.output
+    assert res.duration < 10
+
+
+@needs_root
+def test_hostile_suite_left_the_machine_unharmed(hostile_run):
+    name, value = hostile_run["secret"]
+    for res in hostile_run["results"].values():
+        assert value not in res.output and name not in res.output
+    assert hostile_run["sentinel"].read_text() == "keep me"
+    assert not os.path.exists(hostile_run["host_mark"])
+    for path in (
+        "/etc/rf_pwned",
+        "/root/rf_pwned",
+        "/rf_pwned",
+        "/rf_pwned_dir",
+        "/var/tmp/rf_pwned",
+        "/dev/shm/rf_pwned",
+    ):
+        assert not os.path.exists(path), path
+    assert oct(os.stat("/etc/passwd").st_mode & 0o777) != oct(0o777)
+    assert hostile_run["leftovers"] == [], "processes outlived their program"
+    assert hostile_run["accepted"] is None, "a program reached the host's loopback"
+    assert hostile_run["workers_alive"]
+    assert hostile_run["after"].passed
+
+
+@needs_root
+def test_timeout_after_partial_progress_in_hostile_suite(hostile_run):
+    res = hostile_run["results"]["36_slow_test_after_some_pass"]
+    assert (res.tests_passed, res.tests_total) == (2, 3)
+
+
+@needs_root
+def test_forged_channel_is_detected(hostile_run):
+    res = hostile_run["results"]["27_forge_result_channel"]
+    assert res.status == "tampered"
+
+
+@needs_root
+def test_network_is_cut(hostile_run):
+    res = hostile_run["results"]["18_network_connect"]
+    assert res.status == "error"
+    assert "Network is unreachable" in res.detail or "Cannot assign requested address" in res.detail
+    assert "idna" not in res.detail  # the network namespace stopped it, not a missing codec
