@@ -472,19 +472,19 @@ class PFPPOTrainer:
         """Run one PF-PPO iteration and return its log record."""
         cfg = self.config
         t0 = time.perf_counter()
-        tasks = self._next_tasks()  # 1. a batch of prompts
-        rollout = self.generate(tasks)  # 2. N responses per prompt
-        rewards, members = self.score_reward(rollout)  # 3. reward model (+ members) ...
-        scores = np.asarray(
-            self.true_score(rollout.tasks, rollout.completions), dtype=float
-        )  # ... and true score
-        weights = self.filter_weights(
-            rewards, rollout.groups, members, scores
-        )  # 4. filter per prompt group
-        exp = self.make_experience(
-            rollout, rewards, weights
-        )  # 5. KL-penalised rewards, values, GAE
-        stats = self.update(exp, weights)  # 6. clipped PPO over epochs x minibatches
+        # 1. a batch of prompts
+        tasks = self._next_tasks()
+        # 2. N responses per prompt (temperature, top-p)
+        rollout = self.generate(tasks)
+        # 3. reward-model scores (and ensemble members); true scores from the sandbox
+        rewards, members = self.score_reward(rollout)
+        scores = np.asarray(self.true_score(rollout.tasks, rollout.completions), dtype=float)
+        # 4. the core filter, per prompt group
+        weights = self.filter_weights(rewards, rollout.groups, members, scores)
+        # 5. kept samples: log-probs, reference log-probs, values, KL-penalised rewards, GAE
+        exp = self.make_experience(rollout, rewards, weights)
+        # 6. clipped PPO policy and value losses over epochs x minibatches
+        stats = self.update(exp, weights)
         elapsed = time.perf_counter() - t0
 
         self.iteration += 1
