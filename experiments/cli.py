@@ -53,7 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rewardfilter.experiments.report import ReportOptions, make_report
 
-    options = ReportOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ReportOptions)})
+    options = ReportOptions(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(ReportOptions)}
+    )
     try:
         report = make_report(options)
     except FileNotFoundError as exc:
@@ -74,7 +76,9 @@ def add_subcommands(subparsers) -> None:
         description="Expand CONFIG into runs (tasks x noise x methods x seeds) and execute the "
         "unfinished ones on local processes or Ray. Re-running skips finished runs.",
     )
-    run.add_argument("config", help="YAML config file (or the name of a shipped one, e.g. demo.yaml).")
+    run.add_argument(
+        "config", help="YAML config file (or the name of a shipped one, e.g. demo.yaml)."
+    )
     _add_options(run, RunOptions)
     run.set_defaults(func=cmd_run)
 

@@ -41,7 +41,9 @@ class ConfigError(ValueError):
         self.errors = list(errors)
         self.source = source
         lines = "\n".join(f"  {e}" for e in self.errors)
-        super().__init__(f"Invalid experiment config {source} ({len(self.errors)} problem(s)):\n{lines}")
+        super().__init__(
+            f"Invalid experiment config {source} ({len(self.errors)} problem(s)):\n{lines}"
+        )
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,15 @@ class BudgetConfig:
 
     steps: int = field(
         default=50_000,
-        metadata={"help": "Training budget per run: environment steps (control) or PPO iterations (code)."},
+        metadata={
+            "help": "Training budget per run: environment steps (control) or PPO iterations (code)."
+        },
     )
     eval_every: int = field(
         default=10_000,
-        metadata={"help": "Evaluate the true (and noisy) return every this many steps; also at the end."},
+        metadata={
+            "help": "Evaluate the true (and noisy) return every this many steps; also at the end."
+        },
     )
     eval_episodes: int = field(
         default=5,
@@ -74,7 +80,8 @@ class NoiseConfig:
         },
     )
     kwargs: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Parameters of the noise model, passed as they are."}
+        default_factory=dict,
+        metadata={"help": "Parameters of the noise model, passed as they are."},
     )
 
 
@@ -85,7 +92,9 @@ class TaskConfig:
     id: str = field(metadata={"help": "Task id, e.g. a Gymnasium id 'rewardfilter/Pendulum-v1'."})
     label: str = field(
         default="",
-        metadata={"help": "Short name for tables and run ids; defaults to the id without its namespace."},
+        metadata={
+            "help": "Short name for tables and run ids; defaults to the id without its namespace."
+        },
     )
     hparams: dict[str, Any] = field(
         default_factory=dict,
@@ -104,7 +113,9 @@ class MethodConfig:
     name: str = field(metadata={"help": "Row label in the report, e.g. 'PF-PPO (BR)'."})
     reward: str = field(
         default="noisy",
-        metadata={"help": "'noisy' trains on the corrupted reward, 'true' on the true one (the oracle)."},
+        metadata={
+            "help": "'noisy' trains on the corrupted reward, 'true' on the true one (the oracle)."
+        },
     )
     group_size: int = field(
         default=DEFAULT_GROUP_SIZE,
@@ -112,11 +123,20 @@ class MethodConfig:
     )
     filter: str = field(
         default="none",
-        metadata={"help": "Filter spec for rewardfilter.make_filter: none, bon, br, bw, random:K, rank:..."},
+        metadata={
+            "help": "Filter spec for rewardfilter.make_filter: none, bon, br, bw, random:K, rank:..."
+        },
     )
     hparams: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Hyperparameters for this method only; override the task's."},
+    )
+    noise: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Names of the noise models this method runs under (default: all), e.g. an "
+            "ensemble-disagreement filter only where the reward model is an ensemble."
+        },
     )
 
 
@@ -126,11 +146,15 @@ class ReportConfig:
 
     baseline: str | None = field(
         default="PPO-M",
-        metadata={"help": "Method whose mean final true return scores 0 (noisy PPO-M in the paper)."},
+        metadata={
+            "help": "Method whose mean final true return scores 0 (noisy PPO-M in the paper)."
+        },
     )
     oracle: str | None = field(
         default="oracle",
-        metadata={"help": "Method whose mean final true return scores 1 (trained on the true reward)."},
+        metadata={
+            "help": "Method whose mean final true return scores 1 (trained on the true reward)."
+        },
     )
 
 
@@ -138,13 +162,19 @@ class ReportConfig:
 class ExperimentConfig:
     """A whole comparison: the grid tasks x noise models x methods x seeds."""
 
-    name: str = field(metadata={"help": "Experiment name; the default output folder is runs/<name>."})
-    domain: str = field(metadata={"help": "Domain that runs each run (see rewardfilter.experiments.domains)."})
+    name: str = field(
+        metadata={"help": "Experiment name; the default output folder is runs/<name>."}
+    )
+    domain: str = field(
+        metadata={"help": "Domain that runs each run (see rewardfilter.experiments.domains)."}
+    )
     tasks: tuple[TaskConfig, ...] = field(metadata={"help": "Tasks (table columns)."})
     methods: tuple[MethodConfig, ...] = field(metadata={"help": "Methods (table rows)."})
     seeds: tuple[int, ...] = field(
         default=(0, 1, 2),
-        metadata={"help": "Seeds: a list of ints, or an int n for 0..n-1. Every method sees the same seeds."},
+        metadata={
+            "help": "Seeds: a list of ints, or an int n for 0..n-1. Every method sees the same seeds."
+        },
     )
     noise: tuple[NoiseConfig, ...] = field(
         default=(NoiseConfig(name="none"),),
@@ -158,7 +188,9 @@ class ExperimentConfig:
         default=DEFAULT_GROUP_SIZE,
         metadata={"help": "Default N for methods named by a standard alias."},
     )
-    report: ReportConfig = field(default_factory=ReportConfig, metadata={"help": "Report settings."})
+    report: ReportConfig = field(
+        default_factory=ReportConfig, metadata={"help": "Report settings."}
+    )
 
     def expand(self, out_dir: str | Path | None = None) -> list[dict[str, Any]]:
         """The grid as a list of plain JSON-able run dicts, in a stable order.
@@ -174,6 +206,8 @@ class ExperimentConfig:
             budget = {**dataclasses.asdict(self.budget), **task.budget}
             for noise in self.noise:
                 for method in self.methods:
+                    if method.noise and noise.name not in method.noise:
+                        continue
                     for seed in self.seeds:
                         run = {
                             "domain": self.domain,
@@ -232,7 +266,17 @@ STANDARD_METHODS: dict[str, tuple[str, str, int | None, str]] = {
 }
 
 #: The standard comparison, in table order.
-STANDARD_SET = ("oracle", "ppo-s", "ppo-m", "random:2", "bon", "br", "bw", "uncertainty", "adaptive")
+STANDARD_SET = (
+    "oracle",
+    "ppo-s",
+    "ppo-m",
+    "random:2",
+    "bon",
+    "br",
+    "bw",
+    "uncertainty",
+    "adaptive",
+)
 
 
 # --------------------------------------------------------------------------- validation (one place)
@@ -324,6 +368,10 @@ def _check_budget(c: _Checker, raw: Any, path: str, base: BudgetConfig | None) -
 def _check_method(c: _Checker, raw: Any, path: str, default_n: int) -> MethodConfig | None:
     import rewardfilter as rf
 
+    overrides: dict[str, Any] = {}
+    if isinstance(raw, dict) and "standard" in raw:  # {standard: BR, noise: [...], ...}
+        overrides = {k: v for k, v in raw.items() if k != "standard"}
+        raw = raw["standard"]
     if isinstance(raw, str):  # a standard alias
         alias = raw.strip().lower()
         if alias not in STANDARD_METHODS:
@@ -334,7 +382,13 @@ def _check_method(c: _Checker, raw: Any, path: str, default_n: int) -> MethodCon
             )
             return None
         name, reward, n, spec = STANDARD_METHODS[alias]
-        raw = {"name": name, "reward": reward, "group_size": n or default_n, "filter": spec}
+        raw = {
+            "name": name,
+            "reward": reward,
+            "group_size": n or default_n,
+            "filter": spec,
+            **overrides,
+        }
     raw = c.mapping(raw, path, MethodConfig)
     if raw is None:
         return None
@@ -361,9 +415,17 @@ def _check_method(c: _Checker, raw: Any, path: str, default_n: int) -> MethodCon
         except ValueError as exc:
             c.error(_join(path, "group_size"), str(exc))
     hparams = c.dict_of_any(raw.get("hparams"), _join(path, "hparams"))
+    only = raw.get("noise", [])
+    if isinstance(only, str):
+        only = [only]
+    if not isinstance(only, list) or not all(isinstance(x, str) for x in only):
+        c.error(_join(path, "noise"), f"must be a list of noise model names; got {_show(only)}.")
+        only = []
     if len(c.errors) > n_errors:
         return None
-    return MethodConfig(name=name, reward=reward, group_size=n, filter=filt.spec, hparams=hparams)
+    return MethodConfig(
+        name=name, reward=reward, group_size=n, filter=filt.spec, hparams=hparams, noise=tuple(only)
+    )
 
 
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
@@ -384,7 +446,10 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     name = c.string(raw.get("name"), "name") if "name" in raw else None
     domain = raw.get("domain")
     if "domain" in raw and domain not in DOMAINS:
-        c.error("domain", f"unknown domain {_show(domain)}; known domains: {', '.join(sorted(DOMAINS))}.")
+        c.error(
+            "domain",
+            f"unknown domain {_show(domain)}; known domains: {', '.join(sorted(DOMAINS))}.",
+        )
 
     # seeds: an int count or a list of distinct non-negative ints
     seeds_raw = raw.get("seeds", 3)
@@ -400,11 +465,20 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
             c.error("seeds", f"must be distinct; got {seeds_raw}.")
         seeds = tuple(s for s in seeds_raw if isinstance(s, int))
     else:
-        c.error("seeds", f"must be an int >= 1 or a non-empty list of ints; got {_show(seeds_raw)}.")
+        c.error(
+            "seeds", f"must be an int >= 1 or a non-empty list of ints; got {_show(seeds_raw)}."
+        )
 
-    budget = BudgetConfig(**{**dataclasses.asdict(BudgetConfig()), **_check_budget(c, raw.get("budget"), "budget", None)})
+    budget = BudgetConfig(
+        **{
+            **dataclasses.asdict(BudgetConfig()),
+            **_check_budget(c, raw.get("budget"), "budget", None),
+        }
+    )
     hparams = c.dict_of_any(raw.get("hparams"), "hparams")
-    default_n = c.integer(raw.get("group_size", DEFAULT_GROUP_SIZE), "group_size", 1) or DEFAULT_GROUP_SIZE
+    default_n = (
+        c.integer(raw.get("group_size", DEFAULT_GROUP_SIZE), "group_size", 1) or DEFAULT_GROUP_SIZE
+    )
 
     tasks: list[TaskConfig] = []
     for i, t in enumerate(c.sequence(raw["tasks"], "tasks") or [] if "tasks" in raw else []):
@@ -448,6 +522,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     _check_unique(c, [n.name for n in noises], "noise", "name")
 
     methods: list[MethodConfig] = []
+    indices: list[int] = []  # position of each valid method in the file, for messages
     methods_raw = raw.get("methods")
     if methods_raw == "standard":
         methods_raw = list(STANDARD_SET)
@@ -455,7 +530,16 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
         method = _check_method(c, m, f"methods[{i}]", default_n)
         if method is not None:
             methods.append(method)
+            indices.append(i)
     _check_unique(c, [m.name for m in methods], "methods", "name")
+    noise_names = {nz.name for nz in noises}
+    for i, m in zip(indices, methods, strict=True):
+        for name_ in m.noise:
+            if noises and name_ not in noise_names:
+                c.error(
+                    f"methods[{i}].noise",
+                    f"names no noise model: {name_!r}; noise models: {', '.join(sorted(noise_names))}.",
+                )
 
     report_raw = c.mapping(raw.get("report", {}), "report", ReportConfig) or {}
     report = ReportConfig(**{k: report_raw[k] for k in ("baseline", "oracle") if k in report_raw})
@@ -463,7 +547,10 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     for key in ("baseline", "oracle"):
         value = getattr(report, key)
         if key in report_raw and value is not None and value not in names and methods:
-            c.error(f"report.{key}", f"names no method; got {_show(value)}; methods: {', '.join(sorted(names))}.")
+            c.error(
+                f"report.{key}",
+                f"names no method; got {_show(value)}; methods: {', '.join(sorted(names))}.",
+            )
 
     if c.errors:
         raise ConfigError(c.errors, source)
@@ -503,7 +590,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
         if shipped.exists():
             p = shipped
         else:
-            raise FileNotFoundError(f"No config file {str(path)!r} (nor a shipped config of that name).")
+            raise FileNotFoundError(
+                f"No config file {str(path)!r} (nor a shipped config of that name)."
+            )
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -518,7 +607,11 @@ def describe(cls: type = ExperimentConfig) -> str:
         default = (
             f.default
             if f.default is not dataclasses.MISSING
-            else ("(required)" if f.default_factory is dataclasses.MISSING else copy.deepcopy(f.default_factory()))
+            else (
+                "(required)"
+                if f.default_factory is dataclasses.MISSING
+                else copy.deepcopy(f.default_factory())
+            )
         )
         lines.append(f"  {f.name}: {f.metadata.get('help', '')} [default: {default}]")
     return "\n".join(lines)

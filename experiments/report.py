@@ -44,7 +44,9 @@ class ReportOptions:
         },
     )
     resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% CIs."})
-    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap (the report is deterministic)."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed of the bootstrap (the report is deterministic)."}
+    )
 
 
 @dataclass
@@ -88,14 +90,20 @@ def _load(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
     from rewardfilter.experiments.runner import finished_runs
 
     if not out.is_dir():
-        raise FileNotFoundError(f"No experiment folder {str(out)!r}; run 'rewardfilter run CONFIG --out {out}' first.")
+        raise FileNotFoundError(
+            f"No experiment folder {str(out)!r}; run 'rewardfilter run CONFIG --out {out}' first."
+        )
     runs = finished_runs(out)
     config: dict[str, Any] = {}
     if (out / "config.yaml").exists():
         import yaml
 
         config = yaml.safe_load((out / "config.yaml").read_text()) or {}
-    expected = len(json.loads((out / "manifest.json").read_text())) if (out / "manifest.json").exists() else len(runs)
+    expected = (
+        len(json.loads((out / "manifest.json").read_text()))
+        if (out / "manifest.json").exists()
+        else len(runs)
+    )
     if not runs:
         raise FileNotFoundError(f"No finished runs in {str(out)!r} yet.")
     return runs, config, expected
@@ -145,7 +153,11 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
             if not group:
                 continue
             x = finals[m]
-            norm = (x - lo_anchor) / span if np.isfinite(span) and span != 0 else np.full_like(x, math.nan)
+            norm = (
+                (x - lo_anchor) / span
+                if np.isfinite(span) and span != 0
+                else np.full_like(x, math.nan)
+            )
             ci = bootstrap_ci(x, rng, options.resamples)
             nci = bootstrap_ci(norm, rng, options.resamples)
             first = group[0]
@@ -166,22 +178,34 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
                     "normalised": _nanmean(norm),
                     "normalised_ci_low": nci[0],
                     "normalised_ci_high": nci[1],
-                    "final_noisy_return": _nanmean([r["final"].get("noisy_return", math.nan) for r in group]),
+                    "final_noisy_return": _nanmean(
+                        [r["final"].get("noisy_return", math.nan) for r in group]
+                    ),
                     # R² and kept fraction averaged over the whole run: the reliability the filter saw
                     "filtered_r2": _nanmean(
-                        [_nanmean([rec.get("filtered_r2", math.nan) for rec in r["records"]]) for r in group]
+                        [
+                            _nanmean([rec.get("filtered_r2", math.nan) for rec in r["records"]])
+                            for r in group
+                        ]
                     ),
                     "kept_fraction": _nanmean(
-                        [_nanmean([rec.get("kept_fraction", math.nan) for rec in r["records"]]) for r in group]
+                        [
+                            _nanmean([rec.get("kept_fraction", math.nan) for rec in r["records"]])
+                            for r in group
+                        ]
                     ),
-                    "samples_used": _nanmean([r["final"].get("samples_used", math.nan) for r in group]),
+                    "samples_used": _nanmean(
+                        [r["final"].get("samples_used", math.nan) for r in group]
+                    ),
                     "steps": _nanmean([r["final"].get("step", math.nan) for r in group]),
                 }
             )
 
     files = [_write_csv(out / "summary.csv", rows)]
     spearman = _spearman_by_domain(rows)
-    markdown = _markdown(rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config)
+    markdown = _markdown(
+        rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config
+    )
     (out / "summary.md").write_text(markdown)
     files.append(out / "summary.md")
     files += _plot_curves(out, runs, columns, methods, many_noises, options, rng)
@@ -194,7 +218,9 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
     return path
 
 
@@ -248,7 +274,9 @@ def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expect
         for col in columns:
             r = by.get((col, m))
             cells.append(
-                "" if r is None else f"{_fmt(r['final_true_return'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+                ""
+                if r is None
+                else f"{_fmt(r['final_true_return'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
             )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += [
@@ -266,15 +294,25 @@ def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expect
                 cells.append("")
                 continue
             vals.append(r["normalised"])
-            cells.append(f"{_fmt(r['normalised'], 2)} [{_fmt(r['normalised_ci_low'], 2)}, {_fmt(r['normalised_ci_high'], 2)}]")
+            cells.append(
+                f"{_fmt(r['normalised'], 2)} [{_fmt(r['normalised_ci_low'], 2)}, {_fmt(r['normalised_ci_high'], 2)}]"
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(_nanmean(vals), 2)} |")
-    lines += ["", "Filtered R² (reward vs true return on kept episodes, mean over the run) and kept fraction.", ""]
+    lines += [
+        "",
+        "Filtered R² (reward vs true return on kept episodes, mean over the run) and kept fraction.",
+        "",
+    ]
     lines += ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for m in methods:
         cells = []
         for col in columns:
             r = by.get((col, m))
-            cells.append("" if r is None else f"{_fmt(r['filtered_r2'], 2)} ({_fmt(100 * r['kept_fraction'], 0)}%)")
+            cells.append(
+                ""
+                if r is None
+                else f"{_fmt(r['filtered_r2'], 2)} ({_fmt(100 * r['kept_fraction'], 0)}%)"
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines.append("")
     for domain, rho in spearman.items():
@@ -283,7 +321,13 @@ def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expect
             f"Spearman correlation between filtered R² and performance ({domain}, {n} noisy-reward "
             f"method x task points): {_fmt(rho, 2)}"
         )
-    lines += ["", "![learning curves](curves_step.png)", "", "![R² vs performance](r2_vs_score.png)", ""]
+    lines += [
+        "",
+        "![learning curves](curves_step.png)",
+        "",
+        "![R² vs performance](r2_vs_score.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -297,7 +341,10 @@ def _curve(runs: list[dict[str, Any]], key: str, rng, resamples: int, points: in
         recs = [rec for rec in r["records"] if math.isfinite(rec.get(key, math.nan))]
         if recs:
             series.append(
-                (np.array([rec[key] for rec in recs], float), np.array([rec["true_return"] for rec in recs], float))
+                (
+                    np.array([rec[key] for rec in recs], float),
+                    np.array([rec["true_return"] for rec in recs], float),
+                )
             )
     if not series:
         return None
@@ -328,7 +375,9 @@ def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list
         fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
         for ax, col in zip(axes[0], columns, strict=True):
             for m in methods:
-                group = [r for r in runs if _column(r, many_noises) == col and r["method"]["name"] == m]
+                group = [
+                    r for r in runs if _column(r, many_noises) == col and r["method"]["name"] == m
+                ]
                 curve = _curve(group, key, rng, min(options.resamples, 1000))
                 if curve is None:
                     continue
@@ -340,7 +389,9 @@ def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("true return")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+        fig.legend(
+            handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=8, frameon=False
+        )
         fig.tight_layout(rect=(0, 0, 1, 0.88))
         path = out / f"curves_{key}.png"
         fig.savefig(path, dpi=110)
@@ -363,13 +414,26 @@ def _plot_r2(out: Path, rows: list[dict[str, Any]], spearman: dict[str, float]) 
         markers = "osD^v<>p*h"
         for i, task in enumerate(tasks):
             sel = [p for p in pts if p["column"] == task]
-            ax.scatter([p["filtered_r2"] for p in sel], [p["y"] for p in sel], marker=markers[i % 10], label=task)
+            ax.scatter(
+                [p["filtered_r2"] for p in sel],
+                [p["y"] for p in sel],
+                marker=markers[i % 10],
+                label=task,
+            )
             for p in sel:
-                ax.annotate(p["method"], (p["filtered_r2"], p["y"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    p["method"],
+                    (p["filtered_r2"], p["y"]),
+                    fontsize=6,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         ylabel = pts[0]["y_label"] if pts else "normalised"
         ax.set_xlabel("filtered R² (mean over training)")
         ax.set_ylabel("normalised score" if ylabel == "normalised" else "final true return")
-        ax.set_title(f"{domain}: Spearman ρ = {_fmt(spearman.get(domain, math.nan), 2)}", fontsize=10)
+        ax.set_title(
+            f"{domain}: Spearman ρ = {_fmt(spearman.get(domain, math.nan), 2)}", fontsize=10
+        )
         ax.grid(alpha=0.3)
         if tasks:
             ax.legend(fontsize=7)

@@ -65,7 +65,9 @@ class RunOptions:
         default=None,
         metadata={"help": "Runs at a time; default one per CPU core (local) or per Ray CPU."},
     )
-    out: str | None = field(default=None, metadata={"help": "Output folder; default runs/<config name>."})
+    out: str | None = field(
+        default=None, metadata={"help": "Output folder; default runs/<config name>."}
+    )
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
@@ -165,7 +167,7 @@ def seed_everything(seed: int) -> None:
     import numpy as np
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- third-party code (SB3, gym) still reads the global state
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(seed)
@@ -203,7 +205,9 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
 
     start = time.perf_counter()
     final = fn(run, log)
-    final = {k: float("nan") for k in RECORD_KEYS} | _jsonable(dict(final or (records[-1] if records else {})))
+    final = {k: float("nan") for k in RECORD_KEYS} | _jsonable(
+        dict(final or (records[-1] if records else {}))
+    )
     final["wall_s"] = round(time.perf_counter() - start, 3)
     return {"run_id": run["run_id"], "records": records, "final": final}
 
@@ -211,7 +215,9 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver side
 
 
-def prepare(config: ExperimentConfig, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def prepare(
+    config: ExperimentConfig, out: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Write the config snapshot and manifest; return (all runs, runs still to do)."""
     import yaml
 
@@ -235,7 +241,9 @@ def prepare(config: ExperimentConfig, out: Path) -> tuple[list[dict[str, Any]], 
 def commit(out: Path, result: dict[str, Any]) -> None:
     """Write a finished run's results: records first, the final record (the done marker) last."""
     run_dir = out / "runs" / result["run_id"]
-    atomic_write_text(run_dir / "records.jsonl", "".join(json.dumps(r) + "\n" for r in result["records"]))
+    atomic_write_text(
+        run_dir / "records.jsonl", "".join(json.dumps(r) + "\n" for r in result["records"])
+    )
     atomic_write_text(run_dir / "final.json", json.dumps(result["final"], indent=1))
     (run_dir / "progress.jsonl").unlink(missing_ok=True)
 
@@ -248,7 +256,14 @@ class _Progress:
 
         self.out = out
         self.pending = {r["run_id"]: r for r in runs}
-        self.bar = tqdm(total=total, initial=done, unit="run", desc="runs", disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            unit="run",
+            desc="runs",
+            disable=not enabled,
+            dynamic_ncols=True,
+        )
 
     def finished(self, run_id: str) -> None:
         self.pending.pop(run_id, None)
@@ -267,7 +282,9 @@ class _Progress:
             step = recs[-1]["step"] if recs else 0
             label = f"{run['task_label']}|{run['method']['name']}|s{run['seed']}"
             current.append(f"{label} {100 * step / max(1, run['budget']['steps']):.0f}%")
-        self.bar.set_postfix_str("; ".join(current[:4]) + (" ..." if len(current) > 4 else ""), refresh=True)
+        self.bar.set_postfix_str(
+            "; ".join(current[:4]) + (" ..." if len(current) > 4 else ""), refresh=True
+        )
 
     def close(self) -> None:
         self.bar.close()
@@ -403,4 +420,3 @@ def finished_runs(out: str | Path, run_ids: Iterable[str] | None = None) -> list
         run["final"] = final
         loaded.append(run)
     return loaded
-

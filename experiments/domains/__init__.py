@@ -44,7 +44,14 @@ DOMAINS: dict[str, str] = {
 }
 
 #: Keys every evaluation record carries (NaN where a domain cannot measure one).
-RECORD_KEYS = ("step", "samples_used", "true_return", "noisy_return", "kept_fraction", "filtered_r2")
+RECORD_KEYS = (
+    "step",
+    "samples_used",
+    "true_return",
+    "noisy_return",
+    "kept_fraction",
+    "filtered_r2",
+)
 
 
 def resolve(name: str) -> DomainFn:

@@ -45,7 +45,9 @@ def _noise_std(scores: np.ndarray, model: str, kw: dict[str, Any]) -> np.ndarray
         # reliable where the score is high, unreliable at moderate and low scores
         low, high = float(kw.get("std_low", 0.5)), float(kw.get("std_high", 0.05))
         return np.where(scores >= float(kw.get("threshold", 0.8)), high, low)
-    raise ValueError(f"The bandit domain has no noise model {model!r}; use none, gaussian or heteroscedastic.")
+    raise ValueError(
+        f"The bandit domain has no noise model {model!r}; use none, gaussian or heteroscedastic."
+    )
 
 
 def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -68,14 +70,18 @@ def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> di
     filt = rf.make_filter(method["filter"])
     k = int(hp["ensemble_size"])
 
-    def sample_rewards(ctx: np.ndarray, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sample_rewards(
+        ctx: np.ndarray, arms: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         true = scores[ctx, arms]
         std = _noise_std(true, noise["model"], noise["kwargs"])
         members = true[None, :] + rng.normal(size=(k, true.shape[0])) * std[None, :]
         noisy = members.mean(axis=0)
         return true, noisy, members
 
-    if filt.spec == "adaptive":  # fit the filter on labelled samples from the initial (uniform) policy
+    if (
+        filt.spec == "adaptive"
+    ):  # fit the filter on labelled samples from the initial (uniform) policy
         g = int(hp["adaptive_groups"])
         ctx = np.repeat(rng.integers(n_contexts, size=g), n)
         arms = rng.integers(n_arms, size=ctx.shape[0])

@@ -1,0 +1,150 @@
+"""The control domain: SB3's PPO on the noisy-reward Gymnasium tasks of ``rewardfilter.envs``.
+
+One run trains PPO with :class:`~rewardfilter.adapters.sb3.FilteredRolloutBuffer`
+on ``n_envs`` env copies arranged in groups of N that share start states (the
+control analogue of N responses per prompt), and evaluates the *true* return of
+the deterministic policy every ``eval_every`` environment steps.
+
+Method -> training setup:
+
+* ``reward: true`` (the oracle): the task with noise model ``none``;
+* ``reward: noisy``: the run's noise model;
+* ``group_size`` N: ``n_envs / N`` groups (PPO-S is N = 1);
+* ``filter``: the buffer's filter spec (``none`` for PPO-S / PPO-M).
+
+Every method sees the same number of environment steps; filters train on
+fewer of them, which ``samples_used`` (cumulative kept transitions) records so
+the report can also compare at equal numbers of gradient samples.
+
+Hyperparameters (``run["hparams"]``): ``n_envs`` (default 8), ``env_kwargs``
+(extra ``gymnasium.make`` arguments, e.g. ``episode_level``), ``policy`` (default
+``MlpPolicy``) and any other key is passed to SB3's ``PPO`` (``n_steps``,
+``batch_size``, ``learning_rate``, ``gamma``, ``policy_kwargs`` ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+#: hparams consumed here; the rest go to PPO
+_OWN_KEYS = ("n_envs", "env_kwargs", "policy")
+
+#: start states of the evaluation episodes: fixed, so every evaluation of every method
+#: sees the same episodes (common random numbers: less variance between methods)
+EVAL_SEED_BASE = 1_000_000
+
+
+def _evaluate(model, env, episodes: int) -> tuple[float, float]:
+    """Mean true and noisy return of the deterministic policy over fixed start states."""
+    true_returns, noisy_returns = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED_BASE + i)
+        done, true_ret, noisy_ret = False, 0.0, 0.0
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(action)
+            true_ret += float(info["true_reward"])
+            noisy_ret += float(reward)
+            done = terminated or truncated
+        true_returns.append(true_ret)
+        noisy_returns.append(noisy_ret)
+    return sum(true_returns) / episodes, sum(noisy_returns) / episodes
+
+
+def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Train and evaluate one method on one noisy control task (see the module docstring)."""
+    import gymnasium as gym
+    import rewardfilter.envs  # noqa: F401  (registers the tasks)
+    from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    hp = dict(run["hparams"])
+    method, noise, budget, seed = run["method"], run["noise"], run["budget"], int(run["seed"])
+    n_envs = int(hp.get("n_envs", 8))
+    group_size = int(method["group_size"])
+    if n_envs % group_size:
+        raise ValueError(
+            f"hparams.n_envs={n_envs} must be a multiple of the group size N={group_size} of method {method['name']!r}."
+        )
+    noisy_kwargs = {
+        "noise": noise["model"],
+        "noise_kwargs": dict(noise["kwargs"]),
+        **hp.get("env_kwargs", {}),
+    }
+    train_kwargs = dict(noisy_kwargs)
+    if method["reward"] == "true":
+        train_kwargs.update(noise="none", noise_kwargs={})
+
+    venv = make_grouped_vec_env(
+        run["task"],
+        n_groups=n_envs // group_size,
+        group_size=group_size,
+        seed=seed,
+        env_kwargs=train_kwargs,
+    )
+    eval_env = gym.make(run["task"], **noisy_kwargs)
+    ppo_kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
+    model = PPO(
+        hp.get("policy", "MlpPolicy"),
+        venv,
+        rollout_buffer_class=FilteredRolloutBuffer,
+        rollout_buffer_kwargs={"filter": method["filter"]},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        **ppo_kwargs,
+    )
+
+    state = {"samples_used": 0, "next_eval": int(budget["eval_every"]), "last": {}, "stats": []}
+
+    def evaluate() -> None:
+        true_ret, noisy_ret = _evaluate(model, eval_env, int(budget["eval_episodes"]))
+        recent = state["stats"] or [{}]
+
+        # filter statistics averaged over the rollouts since the last evaluation (one rollout is noisy)
+        def mean_of(key: str) -> float:
+            vals = [s.get(key, math.nan) for s in recent]
+            vals = [v for v in vals if v is not None and math.isfinite(v)]
+            return sum(vals) / len(vals) if vals else math.nan
+
+        state["last"] = {
+            "step": int(model.num_timesteps),
+            "samples_used": int(state["samples_used"]),
+            "true_return": true_ret,
+            "noisy_return": noisy_ret,
+            "kept_fraction": mean_of("kept_fraction"),
+            "filtered_r2": mean_of("filtered_r2"),
+            "train_true_return": mean_of("true_return_mean"),
+            "train_noisy_return": mean_of("noisy_return_mean"),
+            "ensemble_std": mean_of("ensemble_std_mean"),
+        }
+        state["stats"] = []
+        log(state["last"])
+
+    class EvalCallback(BaseCallback):
+        """Counts kept samples after each rollout and evaluates on schedule."""
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            stats = dict(self.model.rollout_buffer.last_stats)
+            state["stats"].append(stats)
+            kept = stats.get("n_kept_transitions", math.nan)
+            if kept is None or not math.isfinite(kept):  # no statistics: every transition is used
+                kept = self.model.n_steps * self.model.n_envs
+            state["samples_used"] += int(kept)
+            if self.model.num_timesteps >= state["next_eval"]:
+                evaluate()
+                while state["next_eval"] <= self.model.num_timesteps:
+                    state["next_eval"] += int(budget["eval_every"])
+
+    model.learn(total_timesteps=int(budget["steps"]), callback=EvalCallback())
+    if not state["last"] or state["last"]["step"] != model.num_timesteps:
+        evaluate()
+    venv.close()
+    eval_env.close()
+    return dict(state["last"])

@@ -1,0 +1,371 @@
+"""Comparative experiments: config validation, the runner end to end, kill-and-resume, the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rewardfilter.experiments.config import ConfigError, load_config, parse_config
+from rewardfilter.experiments.report import bootstrap_ci
+from rewardfilter.experiments.runner import execute_run, finished_runs, read_jsonl, run_experiment
+
+from rewardfilter.cli import main
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TINY = EXPERIMENTS / "tiny.yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_raw(**changes) -> dict:
+    raw = yaml.safe_load(TINY.read_text())
+    raw.update(changes)
+    return raw
+
+
+# --------------------------------------------------------------------------- config validation
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "demo.yaml", "control.yaml"])
+def test_shipped_configs_are_valid_and_expand_to_unique_stable_ids(name):
+    config = load_config(EXPERIMENTS / name)
+    runs = config.expand("/tmp/out")
+    ids = [r["run_id"] for r in runs]
+    assert (
+        len(ids)
+        == len(set(ids))
+        == len(config.tasks) * len(config.noise) * len(config.methods) * len(config.seeds)
+    )
+    assert ids == [r["run_id"] for r in load_config(EXPERIMENTS / name).expand("/tmp/elsewhere")]
+    for run in runs:
+        json.dumps(run)  # plain JSON
+        assert set(run) >= {
+            "domain",
+            "task",
+            "noise",
+            "method",
+            "seed",
+            "budget",
+            "hparams",
+            "run_id",
+            "out_dir",
+        }
+        assert set(run["method"]) == {"name", "reward", "group_size", "filter"}
+
+
+def test_standard_aliases_and_merging_of_hparams_and_budget():
+    config = parse_config(
+        tiny_raw(
+            methods="standard",
+            group_size=5,
+            hparams={"lr": 1.0, "a": 1},
+            tasks=[{"id": "bandit/4x5", "hparams": {"lr": 2.0}, "budget": {"steps": 20}}],
+        )
+    )
+    by_name = {m.name: m for m in config.methods}
+    assert by_name["PPO-S"].group_size == 1 and by_name["PPO-M"].group_size == 5
+    assert by_name["oracle"].reward == "true" and by_name["PF-PPO (BW)"].filter == "bw"
+    assert (
+        by_name["uncertainty:0.25"].filter == "uncertainty:0.25" and "PF-PPO (adaptive)" in by_name
+    )
+    run = config.expand()[0]
+    assert run["hparams"] == {"lr": 2.0, "a": 1}
+    assert run["budget"] == {"steps": 20, "eval_every": 10, "eval_episodes": 1}
+
+
+def test_run_id_changes_when_the_run_definition_changes():
+    a = parse_config(tiny_raw()).expand()[0]["run_id"]
+    b = parse_config(tiny_raw(hparams={"lr": 31.0, "batch_contexts": 8})).expand()[0]["run_id"]
+    assert a != b and a.split("-s0-")[0] == b.split("-s0-")[0]
+
+
+BAD = [
+    (
+        {"methods": ["oracle", "PPO-M", "BR", {"name": "x", "filter": "bx"}]},
+        "methods[3].filter: Unknown filter spec 'bx'",
+    ),
+    (
+        {"methods": [{"name": "br1", "filter": "br", "group_size": 1}]},
+        "methods[0].group_size: Filter 'br' needs groups of at least 2",
+    ),
+    (
+        {"methods": [{"name": "rk", "filter": "rank:1,0,1", "group_size": 4}]},
+        "methods[0].group_size: Filter 'rank:1,0,1' has 3 rank weights",
+    ),
+    (
+        {"methods": [{"name": "u", "filter": "uncertainty:1.5"}]},
+        "methods[0].filter: Invalid filter spec 'uncertainty:1.5'",
+    ),
+    ({"methods": ["BR", "oracel"]}, "methods[1]: unknown standard method 'oracel'"),
+    ({"methods": ["BR", "BR"]}, "methods[1].name: duplicate name 'PF-PPO (BR)'"),
+    (
+        {"methods": [{"name": "m", "reward": "maybe"}]},
+        "methods[0].reward: must be 'true' or 'noisy'",
+    ),
+    ({"methods": [{"name": "m", "fliter": "br"}]}, "methods[0].fliter: unknown key"),
+    ({"metods": []}, "metods: unknown key"),
+    ({"domain": "atari"}, "domain: unknown domain 'atari'"),
+    ({"seeds": 0}, "seeds: an int count must be >= 1"),
+    ({"seeds": [0, 0]}, "seeds: must be distinct"),
+    ({"seeds": [0, -1]}, "seeds[1]: must be an int >= 0"),
+    ({"budget": {"steps": 10, "eval_every": 20}}, "budget.eval_every: must be <= steps (10)"),
+    ({"budget": {"steps": "many"}}, "budget.steps: must be an int >= 1"),
+    ({"tasks": []}, "tasks: must be a non-empty list"),
+    ({"tasks": [{"label": "x"}]}, "tasks[0].id: must be a non-empty string"),
+    (
+        {"noise": [{"name": "a", "model": "gaussian"}, {"name": "a"}]},
+        "noise[1].name: duplicate name 'a'",
+    ),
+    ({"report": {"baseline": "PPO-X"}}, "report.baseline: names no method"),
+    ({"hparams": [1, 2]}, "hparams: must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_invalid_configs_name_the_key_path_and_the_reason(change, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(tiny_raw(**change), "bad.yaml")
+    assert message in str(info.value), str(info.value)
+    assert "bad.yaml" in str(info.value)
+
+
+def test_all_problems_are_reported_at_once_and_required_keys():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"name": "x", "seeds": "three", "methods": [{"name": "a", "filter": "bx"}]})
+    errors = info.value.errors
+    assert any(e.startswith("domain: is required") for e in errors)
+    assert any(e.startswith("tasks: is required") for e in errors)
+    assert any(e.startswith("seeds:") for e in errors)
+    assert any(e.startswith("methods[0].filter:") for e in errors)
+
+
+def test_cli_rejects_a_bad_file_before_anything_runs(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(tiny_raw(methods=["oracle", "PPO-M", "BR", {"name": "x", "filter": "bx"}]))
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(bad), "--out", str(out)]) == 2
+    assert "methods[3].filter: Unknown filter spec 'bx'" in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "broken.yaml").write_text("name: [unclosed")
+    assert main(["run", str(tmp_path / "broken.yaml"), "--out", str(out)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- runner and report end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    assert main(["run", str(TINY), "--out", str(out), "--workers", "2", "--no-progress"]) == 0
+    return out
+
+
+def test_tiny_grid_runs_end_to_end_and_records_every_run(tiny_run):
+    config = load_config(TINY)
+    runs = finished_runs(tiny_run)
+    assert len(runs) == len(config.expand()) == 16
+    for run in runs:
+        steps = [r["step"] for r in run["records"]]
+        expected = list(range(10, run["budget"]["steps"] + 1, 10))
+        assert steps == expected, run["run_id"]
+        assert run["final"]["step"] == run["budget"]["steps"]
+        for key in ("true_return", "noisy_return", "kept_fraction", "filtered_r2", "samples_used"):
+            assert np.isfinite(run["final"][key]), key
+        assert not (tiny_run / "runs" / run["run_id"] / "progress.jsonl").exists()
+    kept = {r["method"]["name"]: r["final"]["kept_fraction"] for r in runs}
+    assert kept["PF-PPO (BR)"] == kept["PF-PPO (BW)"] == 0.5 and kept["PPO-M"] == 1.0
+
+
+def test_rerun_skips_finished_runs(tiny_run):
+    before = {p: p.stat().st_mtime_ns for p in tiny_run.glob("runs/*/final.json")}
+    summary = run_experiment(TINY, out=str(tiny_run), workers=1, progress=False)
+    assert (summary.total, summary.skipped, summary.completed) == (16, 16, [])
+    assert before == {p: p.stat().st_mtime_ns for p in tiny_run.glob("runs/*/final.json")}
+
+
+def test_report_writes_table_csv_and_plots(tiny_run, capsys):
+    assert main(["report", str(tiny_run), "--resamples", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "| method | 16x6 | small |" in printed
+    with open(tiny_run / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8
+    for row in rows:
+        assert float(row["ci_low"]) <= float(row["final_true_return"]) <= float(row["ci_high"])
+        if row["method"] == "oracle":
+            assert float(row["normalised"]) == pytest.approx(1.0)
+        if row["method"] == "PPO-M":
+            assert float(row["normalised"]) == pytest.approx(0.0)
+    md = (tiny_run / "summary.md").read_text()
+    assert "95% bootstrap CI" in md and "Normalised score" in md and "Spearman" in md
+    for name in ("curves_step.png", "curves_samples_used.png", "r2_vs_score.png"):
+        data = (tiny_run / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 5000, name
+
+
+def test_report_on_a_missing_folder_fails_cleanly(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "No experiment folder" in capsys.readouterr().err
+
+
+def test_bootstrap_ci_covers_the_mean_and_collapses_on_constants():
+    rng = np.random.default_rng(0)
+    assert bootstrap_ci([3.0, 3.0, 3.0], rng) == (3.0, 3.0)
+    assert bootstrap_ci([5.0], rng) == (5.0, 5.0)
+    lo, hi = bootstrap_ci(rng.normal(size=50), rng)
+    assert lo < 0.0 < hi or abs(lo + hi) < 0.6
+    assert lo < hi
+
+
+def test_a_failing_run_is_reported_and_redone_next_time(tmp_path):
+    raw = tiny_raw(tasks=[{"id": "bandit/4x3"}, {"id": "bandit/oops"}], methods=["PPO-M"], seeds=1)
+    summary = run_experiment(parse_config(raw), out=str(tmp_path), workers=1, progress=False)
+    assert len(summary.completed) == 1 and len(summary.failed) == 1
+    (failed,) = summary.failed
+    assert "bandit/32x8" in summary.failed[failed]
+    assert (tmp_path / "runs" / failed / "error.txt").exists()
+    assert not (tmp_path / "runs" / failed / "final.json").exists()
+
+
+# --------------------------------------------------------------------------- kill and resume
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc to find the runner's workers"
+)
+def test_sigkill_then_restart_loses_no_finished_run_and_duplicates_none(tmp_path):
+    raw = tiny_raw(hparams={"lr": 30.0, "batch_contexts": 8, "sleep": 0.04}, seeds=2)
+    raw["tasks"] = [{"id": "bandit/16x6", "budget": {"steps": 20, "eval_every": 5}}]
+    config_path = tmp_path / "slow.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "rewardfilter.cli",
+        "run",
+        str(config_path),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+    ]
+    cmd.append("--no-progress")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(out.glob("runs/*/final.json"))) < 2:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished_before = {p.parent.name: p.read_text() for p in out.glob("runs/*/final.json")}
+    assert 2 <= len(finished_before) < 8, "the kill must land mid-grid"
+    interrupted = [p.parent.name for p in out.glob("runs/*/progress.jsonl")]
+    # the pool's workers die with the runner: no orphan keeps computing
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert workers and not any(_alive(w) for w in workers)
+
+    summary = run_experiment(config_path, out=str(out), workers=2, progress=False)
+    assert summary.ok and summary.skipped == len(finished_before) and summary.total == 8
+    assert set(summary.completed).isdisjoint(finished_before)
+    assert set(interrupted) <= set(summary.completed)
+    for run_id, text in finished_before.items():  # finished runs untouched
+        assert (out / "runs" / run_id / "final.json").read_text() == text
+    runs = finished_runs(out)
+    assert len(runs) == 8
+    for run in runs:  # exactly one copy of each record, equal to an uninterrupted run
+        assert [r["step"] for r in run["records"]] == [5, 10, 15, 20]
+        assert read_jsonl(out / "runs" / run["run_id"] / "records.jsonl") == run["records"]
+        fresh = execute_run({**run, "out_dir": None, "hparams": {**run["hparams"], "sleep": 0.0}})
+        assert json.dumps(fresh["records"]) == json.dumps(run["records"])
+
+
+def test_cli_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--backend", "--address", "--workers", "--out", "{local,ray}"):
+        assert flag in text
+    assert "one Ray task per run" in " ".join(text.split())
+
+
+def test_methods_can_be_restricted_to_some_noise_models():
+    raw = tiny_raw(
+        noise=[{"name": "a", "model": "gaussian"}, {"name": "b", "model": "heteroscedastic"}],
+        methods=["PPO-M", {"standard": "BR", "noise": ["b"]}],
+        seeds=1,
+    )
+    runs = parse_config(raw).expand()
+    pairs = {(r["noise"]["name"], r["method"]["name"]) for r in runs}
+    assert pairs == {("a", "PPO-M"), ("b", "PPO-M"), ("b", "PF-PPO (BR)")}
+    raw["methods"][1]["noise"] = ["c"]
+    with pytest.raises(ConfigError, match=r"methods\[1\].noise: names no noise model: 'c'"):
+        parse_config(raw)
+
+
+def test_control_domain_trains_and_logs_through_the_runner(tmp_path):
+    """A few rollouts of PPO on the noisy Pendulum: the runner and the SB3 adapter wired together."""
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip(
+        "rewardfilter.adapters.sb3.buffers", reason="the SB3 adapter is not installed"
+    )
+    raw = {
+        "name": "control-smoke",
+        "domain": "control",
+        "seeds": 1,
+        "group_size": 2,
+        "budget": {"steps": 1600, "eval_every": 800, "eval_episodes": 1},
+        "hparams": {"n_envs": 4, "n_steps": 200, "batch_size": 200, "n_epochs": 1},
+        "tasks": ["rewardfilter/Pendulum-v1"],
+        "noise": [{"name": "hetero", "model": "heteroscedastic", "kwargs": {"std": 1.0}}],
+        "methods": ["oracle", "BR"],
+    }
+    summary = run_experiment(parse_config(raw), out=str(tmp_path), workers=2, progress=False)
+    assert summary.ok, summary.failed
+    runs = {r["method"]["name"]: r for r in finished_runs(tmp_path)}
+    for run in runs.values():
+        assert [r["step"] for r in run["records"]] == [800, 1600]
+        assert -2000 < run["final"]["true_return"] <= 0
+    br, oracle = runs["PF-PPO (BR)"]["final"], runs["oracle"]["final"]
+    assert br["kept_fraction"] == pytest.approx(0.5) and oracle["kept_fraction"] == pytest.approx(
+        1.0
+    )
+    assert br["samples_used"] == 800 and oracle["samples_used"] == 1600
+    assert oracle["filtered_r2"] == pytest.approx(1.0)
