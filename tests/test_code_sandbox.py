@@ -23,7 +23,7 @@ from rewardfilter.adapters.code.sandbox import (
     sandbox_capabilities,
     score_completions,
 )
-from rewardfilter.adapters.code.tasks import CodeTask, load_humaneval
+from rewardfilter.adapters.code.tasks import CodeTask, humaneval_path, load_humaneval
 
 HOSTILE_DIR = Path(__file__).parent / "hostile"
 
@@ -204,7 +204,13 @@ def test_common_stdlib_modules_are_importable():
 @pytest.mark.skipif(not _is_root(), reason="namespaces and the uid drop need root")
 def test_capabilities_as_root():
     caps = sandbox_capabilities()
-    assert caps == {"root": True, "net": True, "ns": True, "drop": True}
+    assert {k: caps[k] for k in ("root", "net", "ns", "drop")} == {
+        "root": True,
+        "net": True,
+        "ns": True,
+        "drop": True,
+    }
+    assert os.path.realpath(os.getcwd()) in caps["hidden"]
 
 
 def test_statuses_are_documented():
@@ -309,6 +315,7 @@ def hostile_run(tmp_path_factory):
                 "HOST_MARK": host_mark,
                 "PYTEST_PID": str(os.getpid()),
                 "WORKER_PID": str(pool.worker_pids[0]),
+                "ANSWERS": str(humaneval_path()),
             }
             programs = []
             for _, _, completion, body in HOSTILE:

@@ -1,18 +1,25 @@
 """PF-PPO for code generation: task sets, a sandboxed executor, and the trainer.
 
-This package's ``__init__`` stays light (no torch / transformers import) so
-that loading tasks or executing programs does not pay for the model stack.
-Import the heavy modules explicitly (``rewardfilter.adapters.code.trainer``).
+This package's ``__init__`` stays light (standard library only: no torch or
+transformers) so that loading tasks or executing programs does not pay for
+the model stack. Import the heavy modules explicitly
+(``rewardfilter.adapters.code.trainer``).
 """
 
 from .curriculum import FAMILIES, make_curriculum
+from .sandbox import ExecResult, build_program, execute, execute_many, score_completions
 from .tasks import CodeTask, load_humaneval, load_jsonl, save_jsonl
 
 __all__ = [
-    "CodeTask",
     "FAMILIES",
+    "CodeTask",
+    "ExecResult",
+    "build_program",
+    "execute",
+    "execute_many",
     "load_humaneval",
     "load_jsonl",
     "make_curriculum",
     "save_jsonl",
+    "score_completions",
 ]

@@ -451,7 +451,57 @@ def _enter_namespaces() -> bool:
     return os.getpid() == 1
 
 
-def _setup() -> None:
+#: Never hidden: the system directories programs legitimately use.
+_SYSTEM_DIRS = (
+    "/bin",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
+
+
+def _hide(paths: list[str]) -> list[str]:
+    """Cover host directories (the project, the virtualenv, home) with empty read-only tmpfs.
+
+    Only inside the zygote's private mount namespace, after everything the
+    programs need is imported: a program then cannot read the project's
+    files (task answers, reward-model data) even where they are
+    world-readable. System directories and their ancestors are never
+    hidden.
+    """
+    hidden = []
+    for path in paths:
+        path = os.path.realpath(path)
+        if (
+            not os.path.isabs(path)
+            or not os.path.isdir(path)
+            or path == "/"
+            or any(
+                path == d or d.startswith(path + "/") or path.startswith(d + "/")
+                for d in _SYSTEM_DIRS
+            )
+        ):
+            continue
+        try:
+            _mount(
+                "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | 1, "size=4k,mode=755"
+            )  # 1 = MS_RDONLY
+            hidden.append(path)
+        except OSError:
+            pass
+    return hidden
+
+
+def _setup(hide: list[str]) -> None:
     CAPS["root"] = os.geteuid() == 0
     if CAPS["root"]:
         CAPS["ns"] = CAPS["net"] = _enter_namespaces()
@@ -461,6 +511,8 @@ def _setup() -> None:
             __import__(name)
         except ImportError:
             pass
+    if CAPS["ns"]:
+        CAPS["hidden"] = _hide(hide)
     import gc
 
     gc.freeze()  # keep the warm heap out of the children's collections: fewer copy-on-write faults
@@ -775,7 +827,8 @@ def main(argv: list[str]) -> None:
     global PROTO_IN, PROTO_OUT, UID
     if "--uid" in argv:
         UID = int(argv[argv.index("--uid") + 1])
-    _setup()
+    hide = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--hide"]
+    _setup(hide)
     PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)

@@ -184,10 +184,13 @@ class _WorkerDied(RuntimeError):
 class _Worker:
     """One zygote process and the pipe protocol to it."""
 
-    def __init__(self, uid: int) -> None:
+    def __init__(self, uid: int, hide: Sequence[str]) -> None:
         self.uid = uid
+        args = [sys.executable, "-I", "-S", str(_ZYGOTE), "--uid", str(uid)]
+        for path in hide:
+            args += ["--hide", str(path)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_ZYGOTE), "--uid", str(uid)],
+            args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None if os.environ.get("REWARDFILTER_SANDBOX_DEBUG") else subprocess.DEVNULL,
@@ -279,11 +282,22 @@ class SandboxPool:
     workers : int, optional
         Number of programs run in parallel (default: the CPUs this process
         may use).
+    hide : sequence of path-like, optional
+        Host directories that programs must not see (covered by an empty
+        tmpfs in the workers' private mount namespace, root only). Default:
+        the current directory, the virtualenv (``sys.prefix``) and ``$HOME``,
+        so a program cannot read the project's task files or answers.
+        System directories are never hidden.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(
+        self, workers: int | None = None, hide: Sequence[str | os.PathLike] | None = None
+    ) -> None:
         _check_params(1.0, 1, workers)
         self.workers = workers or len(os.sched_getaffinity(0))
+        if hide is None:
+            hide = [os.getcwd(), sys.prefix, os.path.expanduser("~")]
+        self._hide = [os.fspath(p) for p in hide]
         self._pid = os.getpid()
         self._lock = threading.Lock()
         base = _uid_base()
@@ -299,7 +313,7 @@ class SandboxPool:
 
     @property
     def capabilities(self) -> dict:
-        """What isolation the workers obtained (``root``, ``net``, ``ns``, ``drop``)."""
+        """What isolation the workers obtained (``root``, ``net``, ``ns``, ``drop``, ``hidden``)."""
         return dict(self._worker(0).caps)
 
     @property
@@ -312,7 +326,7 @@ class SandboxPool:
         if w is None or not w.alive():
             if w is not None:
                 w.kill()
-            w = self._slots[i] = _Worker(self._uids[i])
+            w = self._slots[i] = _Worker(self._uids[i], self._hide)
         return w
 
     def _run_one(self, i: int, job: dict) -> ExecResult:
