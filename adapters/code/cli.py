@@ -324,19 +324,27 @@ def run_train(args: argparse.Namespace) -> int:
 
         lora = {"r": args.lora_r} if args.lora_r else None
         trainer = PFPPOTrainer.from_pretrained(args.policy, tasks, reward, ppo, lora=lora)
-        history = trainer.train()
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # bad input: said before any training
         return _fail(exc)
+    history = trainer.train()
+    final = Path(ppo.checkpoint_dir) / "policy" if ppo.checkpoint_dir else None
     if args.out:
-        trainer.save_pretrained(Path(args.out) / "final") if hasattr(
-            trainer, "save_pretrained"
-        ) else None
         _write_json(Path(args.out) / "history.json", history)
     last = history[-1] if history else {}
     print(
         f"\ntrained {len(history)} iterations; last: "
         + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float))
     )
+    if args.eval_per_family and final is not None and final.exists():
+        from .curriculum import make_curriculum
+        from .evaluate import evaluate
+
+        held = make_curriculum("heldout", args.eval_per_family, seed=0, families=args.task_families)
+        report = evaluate(
+            final, held, n_samples=1, temperature=0.0, device=ppo.device, progress=True
+        )
+        print(f"held-out greedy pass@1 of {final}: {report['pass@1']:.3f}")
+        _write_json(Path(ppo.checkpoint_dir) / "eval_heldout.json", report)
     return 0
 
 
@@ -436,6 +444,12 @@ def add_subcommands(subparsers) -> None:
         type=int,
         default=0,
         help="Train LoRA adapters of this rank instead of the full model (0: off).",
+    )
+    p.add_argument(
+        "--eval-per-family",
+        type=int,
+        default=0,
+        help="After training, greedy held-out pass@1 of the final policy on this many tasks per family (0: skip).",
     )
     _add_task_arguments(p, "train", 50)
     add_config_classes(p, "train")

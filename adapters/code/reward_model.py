@@ -825,7 +825,7 @@ class RewardDataConfig:
             "heldout_per_family",
             "n_samples",
             "max_new_tokens",
-            "batch_size",
+            "sample_batch_size",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
