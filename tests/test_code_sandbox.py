@@ -402,3 +402,35 @@ def test_network_is_cut(hostile_run):
     assert res.status == "error"
     assert "Network is unreachable" in res.detail or "Cannot assign requested address" in res.detail
     assert "idna" not in res.detail  # the network namespace stopped it, not a missing codec
+
+
+@needs_root
+def test_degraded_mode_without_namespaces_still_contains():
+    """What a machine without namespaces gets: limits, uid drop, clean-up by uid, honest verdicts."""
+    daemon = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(100)\nos._exit(0)\n"
+    )
+    programs = [
+        build_program(ADD, ADD.canonical_solution),
+        build_program(ADD, "    return 0\n"),
+        build_program(ADD, "    return 0\nimport os\nos._exit(0)\n"),
+        "while True:\n    pass\n",
+        daemon,
+        "import os\nwhile True:\n    os.fork()\n",
+        "x = bytearray(64 * 1024**3)\n",
+    ]
+    with SandboxPool(1, namespaces=False) as pool:
+        caps = pool.capabilities
+        results = pool.map(programs, timeout=0.5, memory_mb=256)
+        leftovers = _uid_processes(set(pool._uids))
+    assert (caps["ns"], caps["net"], caps["drop"]) == (False, False, True)
+    assert [r.status for r in results] == [
+        "passed",
+        "failed",
+        "exited",
+        "timeout",
+        "exited",
+        "error",
+        "memory",
+    ]
+    assert leftovers == []

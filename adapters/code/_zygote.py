@@ -64,7 +64,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 
 #: Size of the private tmpfs that is each program's /tmp, cwd and HOME.
 TMPFS_MB = 16
@@ -501,10 +501,10 @@ def _hide(paths: list[str]) -> list[str]:
     return hidden
 
 
-def _setup(hide: list[str]) -> None:
+def _setup(hide: list[str], namespaces: bool = True) -> None:
     CAPS["root"] = os.geteuid() == 0
     if CAPS["root"]:
-        CAPS["ns"] = CAPS["net"] = _enter_namespaces()
+        CAPS["ns"] = CAPS["net"] = namespaces and _enter_namespaces()
         CAPS["drop"] = UID > 0
     for name in PRELOAD:
         try:
@@ -513,6 +513,11 @@ def _setup(hide: list[str]) -> None:
             pass
     if CAPS["ns"]:
         CAPS["hidden"] = _hide(hide)
+    else:
+        try:  # orphans of a program come back to us (to be reaped), not to the host's init
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        except OSError:
+            pass
     import gc
 
     gc.freeze()  # keep the warm heap out of the children's collections: fewer copy-on-write faults
@@ -587,12 +592,27 @@ def _kill_everything(rpid: int) -> None:
     is the best available.
     """
     try:
-        if CAPS["ns"] and os.getpid() == 1:
-            os.kill(-1, signal.SIGKILL)
-        else:
-            os.killpg(rpid, signal.SIGKILL)
+        os.killpg(rpid, signal.SIGKILL)
     except OSError:
         pass
+    if CAPS["ns"] and os.getpid() == 1:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    elif CAPS["drop"]:
+        # No pid namespace, but a uid of our own: a helper with that uid
+        # sends kill(-1), which reaches exactly the processes of that uid.
+        helper = os.fork()
+        if helper == 0:
+            try:
+                os.setresgid(UID, UID, UID)
+                os.setresuid(UID, UID, UID)
+                os.kill(-1, signal.SIGKILL)
+            except BaseException:
+                pass
+            os._exit(0)
+        os.waitpid(helper, 0)
 
 
 def _reap_all(limit_s: float = 2.0) -> None:
@@ -828,7 +848,7 @@ def main(argv: list[str]) -> None:
     if "--uid" in argv:
         UID = int(argv[argv.index("--uid") + 1])
     hide = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--hide"]
-    _setup(hide)
+    _setup(hide, namespaces="--no-namespaces" not in argv)
     PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)

@@ -184,9 +184,11 @@ class _WorkerDied(RuntimeError):
 class _Worker:
     """One zygote process and the pipe protocol to it."""
 
-    def __init__(self, uid: int, hide: Sequence[str]) -> None:
+    def __init__(self, uid: int, hide: Sequence[str], namespaces: bool = True) -> None:
         self.uid = uid
         args = [sys.executable, "-I", "-S", str(_ZYGOTE), "--uid", str(uid)]
+        if not namespaces:
+            args.append("--no-namespaces")
         for path in hide:
             args += ["--hide", str(path)]
         self.proc = subprocess.Popen(
@@ -288,16 +290,26 @@ class SandboxPool:
         the current directory, the virtualenv (``sys.prefix``) and ``$HOME``,
         so a program cannot read the project's task files or answers.
         System directories are never hidden.
+    namespaces : bool
+        Use Linux namespaces when available (default). False runs the
+        degraded mode a machine without namespaces gets (limits, uid drop
+        and clean-up by uid, but a shared network and filesystem view); it
+        exists to test that mode.
     """
 
     def __init__(
-        self, workers: int | None = None, hide: Sequence[str | os.PathLike] | None = None
+        self,
+        workers: int | None = None,
+        hide: Sequence[str | os.PathLike] | None = None,
+        *,
+        namespaces: bool = True,
     ) -> None:
         _check_params(1.0, 1, workers)
         self.workers = workers or len(os.sched_getaffinity(0))
         if hide is None:
             hide = [os.getcwd(), sys.prefix, os.path.expanduser("~")]
         self._hide = [os.fspath(p) for p in hide]
+        self._namespaces = namespaces
         self._pid = os.getpid()
         self._lock = threading.Lock()
         base = _uid_base()
@@ -326,7 +338,7 @@ class SandboxPool:
         if w is None or not w.alive():
             if w is not None:
                 w.kill()
-            w = self._slots[i] = _Worker(self._uids[i], self._hide)
+            w = self._slots[i] = _Worker(self._uids[i], self._hide, self._namespaces)
         return w
 
     def _run_one(self, i: int, job: dict) -> ExecResult:
