@@ -140,54 +140,80 @@ class _FilterMixin:
     # -- per-step records ------------------------------------------------------
 
     def _reset_records(self) -> None:
+        # the infos list of every step, parsed once at the end of the rollout (see _parse_infos):
+        # appending a reference is the only per-step cost, which keeps the buffer as fast as SB3's
+        self._step_infos: list[list[dict[str, Any]] | None] = []
         shape = (self.buffer_size, self.n_envs)
         self.group_ids = np.full(shape, -1, dtype=np.int64)
         self.observed_rewards = np.zeros(shape)
         self.true_rewards = np.zeros(shape)
         self.reward_ensembles: np.ndarray | None = None
-        self._has_groups = np.zeros(shape, dtype=bool)
         self._flat_weights: np.ndarray | None = None
 
-    def _record(self, infos: Any, reward: np.ndarray) -> None:
-        """Store this step's group ids and rewards from the step infos."""
-        pos = self.pos  # type: ignore[attr-defined]
-        reward = np.asarray(reward, dtype=np.float64).reshape(-1)
-        if infos is None or len(infos) != self.n_envs:
+    def _record(self, infos: Any) -> None:
+        """Keep this step's infos; check the first step's thoroughly."""
+        if infos is not None and len(infos) != self.n_envs:
+            infos = None
+        if self.pos == 0:  # type: ignore[attr-defined]
+            self._check_infos(infos)
+        self._step_infos.append(None if infos is None else list(infos))
+
+    def _check_infos(self, infos: list[dict[str, Any]] | None) -> None:
+        """Fail at the first step (not after a whole rollout) when the filter cannot work."""
+        if infos is None:
             if self._needs_groups:
                 raise ValueError(
                     f"Filter {self.filter.spec!r} needs each step's infos (group ids, observed rewards), "
                     "but FilteredRolloutBuffer.add got none: use PPO/A2C's collect_rollouts, or pass "
                     "add(..., infos=infos) in a custom loop, with an env built by make_grouped_vec_env."
                 )
-            self.observed_rewards[pos] = reward
-            self.true_rewards[pos] = reward
             return
-        for e, info in enumerate(infos):
-            observed = info.get(OBSERVED_REWARD_KEY)
-            observed = float(reward[e]) if observed is None else observed
-            self.observed_rewards[pos, e] = observed
-            true = info.get("true_reward")
-            self.true_rewards[pos, e] = observed if true is None else true
-            gid = info.get(GROUP_ID_KEY)
-            if gid is not None:
-                self.group_ids[pos, e] = gid
-                self._has_groups[pos, e] = True
-            ens = info.get("reward_ensemble")
-            if ens is not None:
-                if self.reward_ensembles is None:
-                    self.reward_ensembles = np.zeros((self.buffer_size, self.n_envs, len(ens)))
-                self.reward_ensembles[pos, e] = ens
-        if self._needs_groups and not self._has_groups[pos].all():
+        if self._needs_groups and any(GROUP_ID_KEY not in info for info in infos):
             raise ValueError(
                 f"Filter {self.filter.spec!r} needs group ids in the step infos ('{GROUP_ID_KEY}'); "
                 "build the env with rewardfilter.adapters.sb3.make_grouped_vec_env (or wrap each copy "
                 "in GroupMember)."
             )
-        if not self._checked_group_size and "group" in infos[0]:
-            # learn the group size once from the infos and check the filter can serve it
-            groups = np.array([info.get("group", -1) for info in infos])
-            self.filter.check_group_size(int(np.bincount(groups[groups >= 0]).max()))
+        if not self._checked_group_size and all("group" in info for info in infos):
+            # learn the group size from the infos and check the filter can serve it
+            groups = np.array([info["group"] for info in infos])
+            self.filter.check_group_size(int(np.bincount(groups).max()))
             self._checked_group_size = True
+
+    def _parse_infos(self) -> None:
+        """Turn the rollout's infos into (step, env) arrays of group ids and rewards."""
+        T, E = self.buffer_size, self.n_envs
+        rows = self._step_infos
+        sb3_rewards = self.rewards.astype(np.float64)  # type: ignore[attr-defined]
+        if len(rows) != T or any(row is None for row in rows):
+            if self._needs_groups:
+                self._check_infos(None)
+            # no infos: SB3's rewards (which include bootstraps on truncation) are all there is
+            self.observed_rewards = sb3_rewards
+            self.true_rewards = sb3_rewards
+            return
+        flat = [info for row in rows for info in row]  # type: ignore[union-attr]
+        observed = [info.get(OBSERVED_REWARD_KEY) for info in flat]
+        if None in observed:
+            fallback = sb3_rewards.reshape(-1)
+            observed = [fallback[k] if o is None else o for k, o in enumerate(observed)]
+        true = [info.get("true_reward") for info in flat]
+        if None in true:
+            true = [o if t is None else t for o, t in zip(observed, true, strict=True)]
+        gids = [info.get(GROUP_ID_KEY) for info in flat]
+        if None in gids:
+            if self._needs_groups:
+                self._check_infos(
+                    next(row for row in rows if any(GROUP_ID_KEY not in i for i in row))
+                )
+            gids = [-1 if g is None else g for g in gids]
+        self.observed_rewards = np.asarray(observed, dtype=np.float64).reshape(T, E)
+        self.true_rewards = np.asarray(true, dtype=np.float64).reshape(T, E)
+        self.group_ids = np.asarray(gids, dtype=np.int64).reshape(T, E)
+        if all("reward_ensemble" in info for info in flat):
+            self.reward_ensembles = np.asarray(
+                [info["reward_ensemble"] for info in flat], dtype=np.float64
+            ).reshape(T, E, -1)
 
     # -- filtering -------------------------------------------------------------
 
@@ -198,63 +224,58 @@ class _FilterMixin:
         return self._rng
 
     def _episodes(self, dones: np.ndarray) -> dict[str, Any]:
-        """Split the buffer into episode segments and total each finished episode."""
+        """Split the buffer into episode segments and total each finished episode.
+
+        Works on SB3's env-major flattening (index ``env * buffer_size + step``)
+        so that segments are contiguous and totals are one ``reduceat``.
+        """
         T, E = self.buffer_size, self.n_envs
         ends = np.zeros((T, E), dtype=bool)
         ends[:-1] = self.episode_starts[1:] > 0.5
         ends[-1] = np.asarray(dones, dtype=bool).reshape(-1)
+        starts = self.episode_starts > 0.5
+        begins = starts.copy()
+        begins[0] = True  # each env's first step opens a segment (maybe continuing an episode)
+        seg_start = np.flatnonzero(begins.T.reshape(-1))
+        seg_stop = np.append(seg_start[1:], T * E)
+        seg_env = seg_start // T
+        finished = ends.T.reshape(-1)[seg_stop - 1]
+        noisy = np.add.reduceat(self.observed_rewards.T.reshape(-1), seg_start)
+        true = np.add.reduceat(self.true_rewards.T.reshape(-1), seg_start)
+        groups = self.group_ids.T.reshape(-1)[seg_start]
         ens = self.reward_ensembles
-        k = 0 if ens is None else ens.shape[2]
-        if ens is not None and (self._carry_ensemble is None or self._carry_ensemble.shape[1] != k):
-            self._carry_ensemble = np.zeros((E, k))
-        seg_env, seg_start, seg_stop = [], [], []
-        noisy, true, groups, ens_sums = [], [], [], []
-        unranked = np.zeros((T, E), dtype=bool)
-        for e in range(E):
-            starts = np.flatnonzero(self.episode_starts[:, e] > 0.5)
-            bounds = np.union1d([0], starts).tolist() + [T]
-            for i in range(len(bounds) - 1):
-                a, b = bounds[i], bounds[i + 1]
-                gid = int(self.group_ids[a, e])
-                n_sum = float(self.observed_rewards[a:b, e].sum())
-                t_sum = float(self.true_rewards[a:b, e].sum())
-                k_sum = ens[a:b, e].sum(axis=0) if ens is not None else None
-                continues = i == 0 and self.episode_starts[0, e] < 0.5
-                if continues and self._carry_valid[e] and self._carry_group[e] == gid:
-                    n_sum += self._carry_noisy[e]
-                    t_sum += self._carry_true[e]
-                    if k_sum is not None:
-                        k_sum = k_sum + self._carry_ensemble[e]
-                if ends[b - 1, e]:
-                    seg_env.append(e)
-                    seg_start.append(a)
-                    seg_stop.append(b)
-                    noisy.append(n_sum)
-                    true.append(t_sum)
-                    groups.append(gid)
-                    if k_sum is not None:
-                        ens_sums.append(k_sum)
-                else:  # cut by the end of the buffer: carried to the next rollout, unranked here
-                    unranked[a:b, e] = True
-            last_a = bounds[-2]
-            if ends[T - 1, e]:
-                self._carry_valid[e] = False
-            else:
-                self._carry_valid[e] = True
-                self._carry_group[e] = int(self.group_ids[last_a, e])
-                self._carry_noisy[e] = n_sum
-                self._carry_true[e] = t_sum
-                if k_sum is not None:
-                    self._carry_ensemble[e] = k_sum
+        ens_sums = None
+        if ens is not None:
+            ens_sums = np.add.reduceat(ens.transpose(1, 0, 2).reshape(T * E, -1), seg_start, axis=0)
+            if self._carry_ensemble is None or self._carry_ensemble.shape[1] != ens_sums.shape[1]:
+                self._carry_ensemble = np.zeros((E, ens_sums.shape[1]))
+        # segments that continue an episode of the previous rollout: add what it earned there
+        head = (seg_start % T == 0) & ~starts[0][seg_env]
+        head &= self._carry_valid[seg_env] & (self._carry_group[seg_env] == groups)
+        head_envs = seg_env[head]
+        noisy[head] += self._carry_noisy[head_envs]
+        true[head] += self._carry_true[head_envs]
+        if ens_sums is not None:
+            ens_sums[head] += self._carry_ensemble[head_envs]
+        # the last segment of an env not done at the buffer's end is carried to the next rollout
+        last = np.append(seg_env[1:] != seg_env[:-1], True)
+        self._carry_valid[:] = False
+        cut = last & ~finished
+        cut_envs = seg_env[cut]
+        self._carry_valid[cut_envs] = True
+        self._carry_group[cut_envs] = groups[cut]
+        self._carry_noisy[cut_envs] = noisy[cut]
+        self._carry_true[cut_envs] = true[cut]
+        if ens_sums is not None:
+            self._carry_ensemble[cut_envs] = ens_sums[cut]
         return {
-            "env": np.asarray(seg_env, dtype=np.int64),
-            "start": np.asarray(seg_start, dtype=np.int64),
-            "stop": np.asarray(seg_stop, dtype=np.int64),
-            "noisy": np.asarray(noisy, dtype=np.float64),
-            "true": np.asarray(true, dtype=np.float64),
-            "groups": np.asarray(groups, dtype=np.int64),
-            "ensemble": np.asarray(ens_sums).T if ens_sums else None,  # (K, n_episodes)
-            "unranked": unranked,
+            "finished": finished,
+            "lengths": seg_stop - seg_start,
+            "noisy": noisy[finished],
+            "true": true[finished],
+            "groups": groups[finished],
+            "ensemble": None if ens_sums is None else ens_sums[finished].T,  # (K, n_episodes)
+            "n_unranked": int((seg_stop - seg_start)[~finished].sum()),
         }
 
     def _episode_weights(self, ep: dict[str, Any]) -> np.ndarray | None:
@@ -290,26 +311,25 @@ class _FilterMixin:
 
     def _apply_filter(self, dones: np.ndarray) -> None:
         """Rank finished episodes, weight every step, and update ``last_stats``."""
+        self._parse_infos()
         ep = self._episodes(dones)
-        T, E = self.buffer_size, self.n_envs
         w_ep = self._episode_weights(ep)
-        weights = np.ones((T, E))
         fallback = 0
-        if w_ep is not None:
-            for i in range(w_ep.shape[0]):
-                weights[ep["start"][i] : ep["stop"][i], ep["env"][i]] = w_ep[i]
-            if not (weights > 0).any():
-                warnings.warn(
-                    f"Filter {self.filter.spec!r} kept no step of this rollout; using it unfiltered.",
-                    stacklevel=3,
-                )
-                weights[:] = 1.0
-                fallback = 1
-        else:
+        if w_ep is None:
             w_ep = np.ones(ep["noisy"].shape[0])
+        seg_weights = np.ones(ep["finished"].shape[0])
+        seg_weights[ep["finished"]] = w_ep
+        # SB3 flattens (step, env) arrays env-major, index = env * buffer_size + step: segments are runs
+        weights = np.repeat(seg_weights, ep["lengths"])
+        if not (weights > 0).any():
+            warnings.warn(
+                f"Filter {self.filter.spec!r} kept no step of this rollout; using it unfiltered.",
+                stacklevel=3,
+            )
+            weights[:] = 1.0
+            fallback = 1
         self.last_episode_weights = w_ep
-        # SB3 flattens (step, env) arrays env-major: index = env * buffer_size + step
-        self._flat_weights = weights.T.reshape(-1)
+        self._flat_weights = weights
         self.last_stats = self._stats(ep, w_ep, weights, fallback)
 
     def _stats(
@@ -321,7 +341,7 @@ class _FilterMixin:
         stats.update(
             kept_fraction=float(kept.mean()),
             n_kept_transitions=int(kept.sum()),
-            n_unranked_transitions=int(ep["unranked"].sum()),
+            n_unranked_transitions=ep["n_unranked"],
             n_episodes=n,
             fallback=fallback,
         )
@@ -425,8 +445,7 @@ class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
         """SB3's ``add``, plus the step's ``infos`` (taken from the caller when not given)."""
         if infos is None:
             infos = sys._getframe(1).f_locals.get("infos")
-        reward = args[2] if len(args) > 2 else kwargs["reward"]
-        self._record(infos, reward)
+        self._record(infos)
         super().add(*args, **kwargs)
 
     def compute_returns_and_advantage(self, last_values: Any, dones: np.ndarray) -> None:
@@ -475,8 +494,7 @@ class FilteredDictRolloutBuffer(_FilterMixin, DictRolloutBuffer):
         """SB3's ``add``, plus the step's ``infos`` (taken from the caller when not given)."""
         if infos is None:
             infos = sys._getframe(1).f_locals.get("infos")
-        reward = args[2] if len(args) > 2 else kwargs["reward"]
-        self._record(infos, reward)
+        self._record(infos)
         super().add(*args, **kwargs)
 
     def compute_returns_and_advantage(self, last_values: Any, dones: np.ndarray) -> None:
