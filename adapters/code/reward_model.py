@@ -676,16 +676,24 @@ def train_reward_ensemble(
     members, final_losses = [], []
     for k in range(config.ensemble_size):
         seed = config.seed + k
-        rows = None
         if config.bootstrap and config.ensemble_size > 1:
             picked = np.random.default_rng(seed + 10_000).integers(0, n_groups, n_groups)
             rows = np.concatenate([np.flatnonzero(groups == g) for g in picked])
+            member_data = data.subset(rows)
+            # a prompt drawn twice is two groups, so each copy keeps its own pair budget
+            copy_of = np.concatenate(
+                [np.full(np.sum(groups == g), c) for c, g in enumerate(picked)]
+            )
+            member_data.task_ids = [
+                f"{t}#{c}" for t, c in zip(member_data.task_ids, copy_of, strict=True)
+            ]
+        else:
+            member_data = data
         model, losses = train_reward_model(
             policy_path,
-            data,
+            member_data,
             config,
             seed=seed,
-            rows=rows,
             progress=progress,
             desc=f"reward member {k + 1}/{config.ensemble_size}",
         )

@@ -214,7 +214,7 @@ def make_tiny_model(config: TinyConfig, tokenizer):
             num_hidden_layers=config.num_layers,
             num_attention_heads=config.num_heads,
             num_key_value_heads=config.num_heads,
-            max_position_embeddings=max(512, config.max_length * 2),
+            max_position_embeddings=2048,  # room for HumanEval prompts at evaluation
             **common,
         )
         return LlamaForCausalLM(cfg)
@@ -223,7 +223,7 @@ def make_tiny_model(config: TinyConfig, tokenizer):
         n_layer=config.num_layers,
         n_head=config.num_heads,
         n_inner=config.intermediate_size,
-        n_positions=max(512, config.max_length * 2),
+        n_positions=1024,  # learned positions: HumanEval prompts must fit
         **common,
     )
     return GPT2LMHeadModel(cfg)
