@@ -251,6 +251,13 @@ def test_bad_workers_programs_and_lengths():
         score_completions([ADD], [])
 
 
+def test_numpy_numbers_are_accepted_as_limits():
+    np = pytest.importorskip("numpy")
+    res = execute("pass", timeout=np.float32(2.0), memory_mb=np.int64(256))
+    assert res.passed
+    assert execute_many(["pass"], workers=np.int64(1))[0].passed
+
+
 # ---------------------------------------------------------------------------
 # hostile programs
 # ---------------------------------------------------------------------------
@@ -434,3 +441,11 @@ def test_degraded_mode_without_namespaces_still_contains():
         "memory",
     ]
     assert leftovers == []
+
+
+def test_main_guard_of_a_completion_does_not_run_under_test_but_does_in_a_script():
+    completion = '    return a + b\n\nif __name__ == "__main__":\n    import doctest\n    doctest.testmod()\n    raise SystemExit(1)\n'
+    (res,) = score_completions([ADD], [completion])
+    assert res.passed, res.detail
+    script = execute('if __name__ == "__main__":\n    raise SystemExit(3)\n')
+    assert script.status == "exited"

@@ -25,6 +25,7 @@ import ast
 import atexit
 import json
 import math
+import numbers
 import os
 import select
 import signal
@@ -114,31 +115,34 @@ class ExecResult:
 # ---------------------------------------------------------------------------
 
 
+def _positive_int(name: str, value, *, optional: bool = False) -> int | None:
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        kind = "a positive int or None" if optional else "a positive int"
+        raise ValueError(f"The '{name}' parameter of the sandbox must be {kind}; got {value!r}")
+    return int(value)
+
+
 def _check_params(
     timeout: float, memory_mb: int, workers: int | None = None, max_output: int = 1
-) -> None:
+) -> tuple[float, int, int | None, int]:
+    """Validate the limits in one place; return them as plain Python numbers (JSON-safe)."""
     if (
         isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
+        or not isinstance(timeout, numbers.Real)
         or not (math.isfinite(timeout) and timeout > 0)
     ):
         raise ValueError(
-            f"The 'timeout' parameter of the sandbox must be a positive finite number of seconds; got {timeout!r}"
+            "The 'timeout' parameter of the sandbox must be a positive finite number of seconds; "
+            f"got {timeout!r}"
         )
-    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int) or memory_mb <= 0:
-        raise ValueError(
-            f"The 'memory_mb' parameter of the sandbox must be a positive int; got {memory_mb!r}"
-        )
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0
-    ):
-        raise ValueError(
-            f"The 'workers' parameter of the sandbox must be a positive int or None; got {workers!r}"
-        )
-    if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output <= 0:
-        raise ValueError(
-            f"The 'max_output' parameter of the sandbox must be a positive int; got {max_output!r}"
-        )
+    return (
+        float(timeout),
+        _positive_int("memory_mb", memory_mb),
+        _positive_int("workers", workers, optional=True),
+        _positive_int("max_output", max_output),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -304,8 +308,7 @@ class SandboxPool:
         *,
         namespaces: bool = True,
     ) -> None:
-        _check_params(1.0, 1, workers)
-        self.workers = workers or len(os.sched_getaffinity(0))
+        self.workers = _check_params(1.0, 1, workers)[2] or len(os.sched_getaffinity(0))
         if hide is None:
             hide = [os.getcwd(), sys.prefix, os.path.expanduser("~")]
         self._hide = [os.fspath(p) for p in hide]
@@ -368,9 +371,13 @@ class SandboxPool:
         memory_mb: int = 512,
         max_output: int = 1 << 20,
         progress: bool = False,
+        parallel: int | None = None,
     ) -> list[ExecResult]:
-        """Run ``programs`` in parallel; results in the same order."""
-        _check_params(timeout, memory_mb, None, max_output)
+        """Run ``programs`` in parallel; results in the same order.
+
+        ``parallel`` caps how many of the pool's workers are used (default all).
+        """
+        timeout, memory_mb, _, max_output = _check_params(timeout, memory_mb, None, max_output)
         if self._closed:
             raise RuntimeError("this SandboxPool is closed")
         if os.getpid() != self._pid:
@@ -396,7 +403,7 @@ class SandboxPool:
                     return
                 job = {
                     "program": programs[i],
-                    "timeout": float(timeout),
+                    "timeout": timeout,
                     "memory_mb": memory_mb,
                     "max_output": max_output,
                 }
@@ -405,7 +412,7 @@ class SandboxPool:
                     bar.update(1)
 
         with self._lock:
-            n = min(self.workers, len(programs))
+            n = min(self.workers, len(programs), parallel or self.workers)
             if n <= 1:
                 loop(0)
             else:
@@ -488,12 +495,17 @@ def execute_many(
         limit, worker count or output limit.
     """
     programs = list(programs)
-    _check_params(timeout, memory_mb, workers, max_output)
+    _, _, workers, _ = _check_params(timeout, memory_mb, workers, max_output)
     if not programs:
         return []
     pool = _shared_pool(workers)
     return pool.map(
-        programs, timeout=timeout, memory_mb=memory_mb, max_output=max_output, progress=progress
+        programs,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        max_output=max_output,
+        progress=progress,
+        parallel=workers,
     )
 
 
