@@ -113,6 +113,9 @@ def test_per_assert_counts_and_score():
     assert [round(r.score, 3) for r in results] == [1.0, 0.333, 0.667, 0.0]
     assert "test 1: AssertionError" in results[2].detail
     assert "SyntaxError" in results[3].detail
+    # execute() alone knows the number of tests of a marked program, even when it does not compile
+    res = execute(build_program(ADD, "    return a +\n"))
+    assert (res.status, res.tests_total) == ("error", 3)
 
 
 def test_asserts_in_a_loop_count_as_one_test_and_setup_errors_are_errors():

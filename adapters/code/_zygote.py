@@ -398,13 +398,15 @@ def _harness(src: str, nonce: str, fd: int, prepared: dict | None = None) -> Non
     def rec(i, exc) -> None:
         emit(f"U {i} 1" if exc is None else f"U {i} 0 {describe(exc)}")
 
-    test_code = None
+    test_code, started = None, False
     try:
         if prepared is not None:  # test compiled by the parent; compile only prompt + completion
+            check, entry, total = True, prepared["entry"], int(prepared["total"])
+            emit(f"S {total}")  # known before the completion is even compiled
+            started = True
             code = _compile(prepared["body"], "<program>", "exec", dont_inherit=True, optimize=0)
             test_code = marshal.loads(base64.b64decode(prepared["test"]))
             factory_code = marshal.loads(base64.b64decode(prepared["factory"]))
-            check, entry, total = True, prepared["entry"], int(prepared["total"])
         else:
             tree, check, entry, problem = split_program(src)
             if problem:
@@ -438,7 +440,8 @@ def _harness(src: str, nonce: str, fd: int, prepared: dict | None = None) -> Non
     if factory_code is not None:
         _exec(factory_code, g)
         check_fn = g.pop("__rf_factory")(rec, BE, _make_strict_eq())
-    emit(f"S {total}")
+    if not started:
+        emit(f"S {total}")
     try:
         _exec(code, g)
         if test_code is not None:
@@ -684,18 +687,23 @@ def _reap_all(limit_s: float = 2.0) -> None:
             time.sleep(0.001)
 
 
+_RUNS = [0]
+
+
 def _fresh_workdir() -> str:
     if CAPS["ns"]:
-        os.mkdir(WORKDIR_NS, 0o700)
+        _RUNS[0] += 1
+        workdir = f"{WORKDIR_NS}{_RUNS[0]}"  # a new name each time: a failed clean-up cannot block the next run
+        os.mkdir(workdir, 0o700)
         owner = f",uid={UID},gid={UID}" if CAPS["drop"] else ""
         _mount(
             "tmpfs",
-            WORKDIR_NS,
+            workdir,
             "tmpfs",
             MS_NOSUID | MS_NODEV,
             f"size={TMPFS_MB}m,nr_inodes=4096,mode=700{owner}",
         )
-        return WORKDIR_NS
+        return workdir
     import tempfile
 
     workdir = tempfile.mkdtemp(prefix="rf-sandbox-")
@@ -707,7 +715,10 @@ def _fresh_workdir() -> str:
 def _drop_workdir(workdir: str) -> None:
     if CAPS["ns"]:
         _c().umount2(workdir.encode(), 2)  # MNT_DETACH: the tmpfs and its files are gone
-        os.rmdir(workdir)
+        try:
+            os.rmdir(workdir)
+        except OSError:
+            pass
     else:
         import shutil
 
@@ -847,22 +858,33 @@ def run_job(job: dict) -> dict:
             if len(records) >= MAX_RECORDS:
                 kill()
 
-    while status is None:
-        now = time.monotonic()
-        if now >= deadline and not killed:
-            timed_out = True
+    try:
+        while status is None:
+            now = time.monotonic()
+            if now >= deadline and not killed:
+                timed_out = True
+                kill()
+            watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
+            wait = max(deadline - now, 0.0) if not killed else 0.05
+            if exit_fd is None:
+                wait = min(wait, 0.01)
+            ready, _, _ = select.select(watch, [], [], wait)
+            for fd in ready:
+                if fd != exit_fd:
+                    read(fd)
+            pid, st, ru = os.wait4(rpid, os.WNOHANG)
+            if pid == rpid:
+                status, usage = st, ru
+    except BaseException:  # never leave a program running behind an internal error
+        if status is None:
             kill()
-        watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
-        wait = max(deadline - now, 0.0) if not killed else 0.05
-        if exit_fd is None:
-            wait = min(wait, 0.01)
-        ready, _, _ = select.select(watch, [], [], wait)
-        for fd in ready:
-            if fd != exit_fd:
-                read(fd)
-        pid, st, ru = os.wait4(rpid, os.WNOHANG)
-        if pid == rpid:
-            status, usage = st, ru
+            os.waitpid(rpid, 0)
+        _kill_everything(rpid)
+        _reap_all()
+        for fd in (out_r, res_r) + ((exit_fd,) if exit_fd is not None else ()):
+            os.close(fd)
+        raise
+
     # The program is gone: end whatever it started, then drain the pipes.
     _kill_everything(rpid)
     drain_end = time.monotonic() + 1.0

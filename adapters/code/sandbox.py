@@ -436,8 +436,12 @@ class SandboxPool:
                     i = next(todo, None)
                 if i is None:
                     return
-                job = _job(programs[i], timeout, memory_mb, max_output)
-                results[i] = self._run_one(slot, job)
+                try:
+                    results[i] = self._run_one(
+                        slot, _job(programs[i], timeout, memory_mb, max_output)
+                    )
+                except Exception as exc:  # never hand back a hole in the results
+                    results[i] = ExecResult(False, "killed", detail=f"sandbox failure: {exc!r}")
                 if bar is not None:
                     bar.update(1)
 
