@@ -1,1 +1,56 @@
-"""Placeholder."""
+"""Comparative experiments: which filter helps where, with honest numbers.
+
+* :mod:`~rewardfilter.experiments.config`: YAML configs (tasks, noise models,
+  methods, seeds, budgets, hyperparameters) validated in one place;
+* :mod:`~rewardfilter.experiments.runner`: the resumable runner on a local
+  process pool or Ray (``rewardfilter run CONFIG``);
+* :mod:`~rewardfilter.experiments.report`: the paper-style table and plots
+  (``rewardfilter report DIR``);
+* :mod:`~rewardfilter.experiments.domains`: the registry of domains (control,
+  code, and a fast built-in bandit), each a function ``run_fn(run, log)``.
+
+Shipped configs (``demo.yaml``, ``control.yaml``, ``tiny.yaml``) live beside
+this file; ``rewardfilter run demo.yaml`` finds them by name.
+
+Python use::
+
+    from rewardfilter.experiments import load_config, run_experiment, make_report
+
+    summary = run_experiment("demo.yaml", out="runs/demo", workers=2)
+    print(make_report(dir="runs/demo").markdown)
+"""
+
+from rewardfilter.experiments.config import (
+    STANDARD_METHODS,
+    BudgetConfig,
+    ConfigError,
+    ExperimentConfig,
+    MethodConfig,
+    NoiseConfig,
+    ReportConfig,
+    TaskConfig,
+    load_config,
+    parse_config,
+)
+from rewardfilter.experiments.report import ReportOptions, bootstrap_ci, make_report
+from rewardfilter.experiments.runner import RunOptions, RunSummary, finished_runs, run_experiment
+
+__all__ = [
+    "STANDARD_METHODS",
+    "BudgetConfig",
+    "ConfigError",
+    "ExperimentConfig",
+    "MethodConfig",
+    "NoiseConfig",
+    "ReportConfig",
+    "ReportOptions",
+    "RunOptions",
+    "RunSummary",
+    "TaskConfig",
+    "bootstrap_ci",
+    "finished_runs",
+    "load_config",
+    "make_report",
+    "parse_config",
+    "run_experiment",
+]

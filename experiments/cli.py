@@ -67,14 +67,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers) -> None:
+    from rewardfilter.experiments import config as cfg
     from rewardfilter.experiments.report import ReportOptions
     from rewardfilter.experiments.runner import RunOptions
 
+    # the config keys, from the dataclasses' own help text (one source of truth)
+    classes = (
+        cfg.ExperimentConfig,
+        cfg.TaskConfig,
+        cfg.NoiseConfig,
+        cfg.MethodConfig,
+        cfg.BudgetConfig,
+        cfg.ReportConfig,
+    )
+    epilog = "CONFIG keys:\n" + "\n".join(cfg.describe(c) for c in classes)
+    epilog += "\n\nStandard method aliases: " + ", ".join(cfg.STANDARD_METHODS) + "."
     run = subparsers.add_parser(
         "run",
         help="Run a comparative experiment from a YAML config (resumable).",
         description="Expand CONFIG into runs (tasks x noise x methods x seeds) and execute the "
         "unfinished ones on local processes or Ray. Re-running skips finished runs.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "config", help="YAML config file (or the name of a shipped one, e.g. demo.yaml)."

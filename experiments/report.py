@@ -385,7 +385,9 @@ def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list
                 ax.plot(x, mean, label=m, color=colors[m], lw=1.6)
                 ax.fill_between(x, lo, hi, color=colors[m], alpha=0.18, lw=0)
             ax.set_title(col, fontsize=10)
-            ax.set_xlabel("environment steps" if key == "step" else "samples used in updates")
+            domain = next((r["domain"] for r in runs if _column(r, many_noises) == col), "")
+            steps = "environment steps" if domain == "control" else "training steps"
+            ax.set_xlabel(steps if key == "step" else "samples used in gradient updates")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("true return")
         handles, labels = axes[0][0].get_legend_handles_labels()

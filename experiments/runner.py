@@ -32,6 +32,7 @@ import random
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,12 +204,13 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
             with open(progress, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     final = fn(run, log)
     final = {k: float("nan") for k in RECORD_KEYS} | _jsonable(
         dict(final or (records[-1] if records else {}))
     )
     final["wall_s"] = round(time.perf_counter() - start, 3)
+    final["cpu_s"] = round(time.process_time() - cpu_start, 3)  # wall time on an idle core
     return {"run_id": run["run_id"], "records": records, "final": final}
 
 
@@ -371,7 +373,8 @@ def run_experiment(
     out = Path(options.out or Path("runs") / config.name)
     runs, todo = prepare(config, out)
     skipped = len(runs) - len(todo)
-    workers = options.workers or os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = options.workers or cores or 1
     completed: list[str] = []
     failed: dict[str, str] = {}
     progress = _Progress(out, todo, len(runs), skipped, options.progress)
@@ -383,7 +386,9 @@ def run_experiment(
 
     def on_error(run_id: str, exc: BaseException) -> None:
         failed[run_id] = f"{type(exc).__name__}: {exc}"
-        atomic_write_text(out / "runs" / run_id / "error.txt", failed[run_id] + "\n")
+        # the worker's traceback travels as the exception's cause; keep all of it for debugging
+        trace = "".join(traceback.format_exception(exc))
+        atomic_write_text(out / "runs" / run_id / "error.txt", trace)
         progress.finished(run_id)
 
     try:

@@ -16,7 +16,7 @@ TINY = Path(__file__).resolve().parents[1] / "experiments" / "tiny.yaml"
 def _records(out: Path) -> dict[str, str]:
     return {
         r["run_id"]: json.dumps(
-            [r["records"], {k: v for k, v in r["final"].items() if k != "wall_s"}]
+            [r["records"], {k: v for k, v in r["final"].items() if k not in ("wall_s", "cpu_s")}]
         )
         for r in finished_runs(out)
     }
@@ -40,3 +40,35 @@ def test_ray_backend_gives_the_same_records_as_the_local_pool(tmp_path):
         TINY, backend="ray", out=str(tmp_path / "ray"), workers=2, progress=False
     )
     assert again.skipped == 16 and not again.completed and not ray.is_initialized()
+
+
+def test_ray_and_local_agree_on_the_control_domain(tmp_path):
+    """torch + SB3 runs: one thread and a seed per run make them reproducible across backends."""
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip(
+        "rewardfilter.adapters.sb3.buffers", reason="the SB3 adapter is not installed"
+    )
+    from rewardfilter.experiments.config import parse_config
+
+    config = parse_config(
+        {
+            "name": "control-smoke",
+            "domain": "control",
+            "seeds": [3],
+            "group_size": 2,
+            "budget": {"steps": 1600, "eval_every": 800, "eval_episodes": 1},
+            "hparams": {"n_envs": 4, "n_steps": 200, "batch_size": 100, "n_epochs": 2},
+            "tasks": ["rewardfilter/Pendulum-v1"],
+            "noise": [{"name": "hetero", "model": "heteroscedastic", "kwargs": {"std": 1.0}}],
+            "methods": ["PPO-M", "BW"],
+        }
+    )
+    assert run_experiment(config, out=str(tmp_path / "local"), workers=2, progress=False).ok
+    try:
+        assert run_experiment(
+            config, backend="ray", out=str(tmp_path / "ray"), workers=2, progress=False
+        ).ok
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    assert _records(tmp_path / "ray") == _records(tmp_path / "local")
