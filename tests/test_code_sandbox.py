@@ -6,11 +6,14 @@ import math
 import os
 import re
 import secrets
+import signal
 import socket
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rewardfilter.adapters.code.curriculum import FAMILIES, make_curriculum
 from rewardfilter.adapters.code.sandbox import (
     STATUSES,
@@ -462,3 +465,24 @@ def test_main_guard_of_a_completion_does_not_run_under_test_but_does_in_a_script
     assert res.passed, res.detail
     script = execute('if __name__ == "__main__":\n    raise SystemExit(3)\n')
     assert script.status == "exited"
+
+
+def test_a_dead_worker_is_replaced():
+    with SandboxPool(1) as pool:
+        assert pool.map(["pass"])[0].passed
+        (pid,) = pool.worker_pids
+        os.killpg(pid, signal.SIGKILL)
+        results = pool.map(["pass", build_program(ADD, ADD.canonical_solution)])
+        assert [r.status for r in results][1] == "passed"
+        assert results[0].status in {"passed", "killed"}  # killed if it raced with the dying worker
+        assert pool.worker_pids != [pid]
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(st.text(max_size=60), min_size=8, max_size=8))
+def test_arbitrary_completions_never_pass_and_counts_are_consistent(completions):
+    results = score_completions([ADD] * len(completions), completions, timeout=1.0)
+    for res in results:
+        assert res.status in STATUSES
+        assert not res.passed  # none of these texts computes a + b
+        assert 0 <= res.tests_passed <= res.tests_total == 3

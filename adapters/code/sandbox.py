@@ -343,6 +343,10 @@ class SandboxPool:
         *,
         namespaces: bool = True,
     ) -> None:
+        if not sys.platform.startswith("linux"):
+            raise RuntimeError(
+                f"the code sandbox needs Linux (process namespaces, prctl, pidfd); got {sys.platform}"
+            )
         self.workers = _check_params(1.0, 1, workers)[2] or len(os.sched_getaffinity(0))
         if hide is None:
             hide = [os.getcwd(), sys.prefix, os.path.expanduser("~")]
