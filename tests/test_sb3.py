@@ -21,7 +21,7 @@ from rewardfilter.envs import CACHE_ENV_VAR
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import rewardfilter as rf
 
@@ -489,6 +489,61 @@ def test_full_ppo_run_with_filter_none_matches_sb3_buffer():
     )
     assert th.equal(sb3, ours)
     assert not th.equal(sb3, filtered)
+
+
+@pytest.mark.parametrize(
+    ("group_size", "noise", "spec"),
+    [(1, "gaussian", "none"), (4, "none", "br"), (4, "gaussian", "none")],
+    ids=["PPO-S", "oracle", "PPO-M"],
+)
+def test_baselines_with_the_same_buffer(group_size, noise, spec):
+    venv = make_grouped_vec_env(
+        "rewardfilter/CartPole-v1",
+        n_groups=8 // group_size,
+        group_size=group_size,
+        env_kwargs={"noise": noise},
+    )
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=1,
+        device="cpu",
+        rollout_buffer_class=FilteredRolloutBuffer,
+        rollout_buffer_kwargs={"filter": spec},
+    )
+    model.learn(32 * 8 * 2)
+    stats = model.rollout_buffer.last_stats
+    assert stats["n_episodes"] > 0
+    if noise == "none":  # the oracle: noisy and true returns coincide
+        assert stats["noisy_return_mean"] == stats["true_return_mean"] and stats["r2"] == 1.0
+    if spec == "none":
+        assert stats["kept_fraction"] == 1.0
+
+
+def test_infos_reach_the_buffer_through_vec_normalize():
+    venv = VecNormalize(
+        make_grouped_vec_env(
+            "rewardfilter/CartPole-v1", n_groups=2, group_size=4, env_kwargs={"noise": "none"}
+        )
+    )
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=1,
+        seed=0,
+        device="cpu",
+        rollout_buffer_class=FilteredRolloutBuffer,
+        rollout_buffer_kwargs={"filter": "bon"},
+    )
+    model.learn(32 * 8 * 2)
+    stats = model.rollout_buffer.last_stats
+    # ranked by the env's own episode returns, not VecNormalize's scaled rewards
+    assert stats["noisy_return_mean"] == stats["true_return_mean"] > 5
+    assert stats["kept_fraction"] < 1
 
 
 def test_filtered_runs_are_reproducible():

@@ -21,6 +21,9 @@ Use::
 
 Rules
 -----
+What is ranked
+    Whole episodes, by their observed (noisy) return, so ``threshold:T``
+    compares T with episode returns and ``rank:`` weights go by return rank.
 Cut episodes
     An episode is ranked in the rollout in which it *ends*, by its full noisy
     return (steps of earlier rollouts included, carried over), against the
