@@ -69,7 +69,7 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 
-#: Size of the private tmpfs that is each program's /tmp, cwd and HOME.
+#: Size of the private tmpfs that is each program's cwd, HOME and TMPDIR.
 TMPFS_MB = 16
 #: Largest file a program may write (RLIMIT_FSIZE).
 FILE_MB = 8
@@ -472,21 +472,28 @@ CAPS = {"root": False, "net": False, "ns": False, "drop": False}
 UID = 0
 PROTO_IN = PROTO_OUT = -1
 WORKDIR_NS = "/tmp/w"
+_OWN_PIDNS = False  # set only in the child of our own unshare(CLONE_NEWPID)
 
 
-def _enter_namespaces() -> bool:
+def _enter_namespaces() -> tuple[bool, bool]:
     """Make this process pid 1 of new pid, mount and network namespaces (root only).
 
     The process that calls ``unshare(CLONE_NEWPID)`` stays outside; its next
     child is the new namespace's pid 1. So this process becomes a tiny
     launcher that forks, waits and mirrors the child's exit, while the child
-    returns True and carries on as the zygote. Returns False (and changes
-    nothing) where namespaces are not available.
+    carries on as the zygote.
+
+    Returns
+    -------
+    (bool, bool)
+        Whether the network is cut, and whether the private mounts (``/proc``,
+        ``/tmp``...) are in place; ``(False, False)``, with nothing changed,
+        where namespaces are not available.
     """
     try:
         _call("unshare", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
     except OSError:
-        return False
+        return False, False
     child = os.fork()
     if child:
         for fd in (0, 1):  # the zygote owns the protocol; keep nothing here
@@ -495,18 +502,23 @@ def _enter_namespaces() -> bool:
         _, status = os.waitpid(child, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # launcher killed -> zygote and all programs die
-    _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # World-writable places become read-only-for-programs tmpfs: the only
-    # directory a program can write is its own fresh tmpfs (WORKDIR_NS).
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    global _OWN_PIDNS
+    _OWN_PIDNS = os.getpid() == 1
+    try:
+        _mount("none", "/", None, MS_REC | MS_PRIVATE)
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        # World-writable places become read-only-for-programs tmpfs: the only
+        # directory a program can write is its own fresh tmpfs (WORKDIR_NS*).
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    except OSError:
+        return True, False
     for extra in ("/dev/shm", "/var/tmp", "/run/lock", "/dev/mqueue"):
         if os.path.isdir(extra):
             try:
                 _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
             except OSError:
                 pass
-    return os.getpid() == 1
+    return True, os.getpid() == 1
 
 
 #: Never hidden: the system directories programs legitimately use.
@@ -562,7 +574,7 @@ def _hide(paths: list[str]) -> list[str]:
 def _setup(hide: list[str], namespaces: bool = True) -> None:
     CAPS["root"] = os.geteuid() == 0
     if CAPS["root"]:
-        CAPS["ns"] = CAPS["net"] = namespaces and _enter_namespaces()
+        CAPS["net"], CAPS["ns"] = _enter_namespaces() if namespaces else (False, False)
         CAPS["drop"] = UID > 0
     for name in PRELOAD:
         try:
@@ -653,7 +665,7 @@ def _kill_everything(rpid: int) -> None:
         os.killpg(rpid, signal.SIGKILL)
     except OSError:
         pass
-    if CAPS["ns"] and os.getpid() == 1:
+    if _OWN_PIDNS and os.getpid() == 1:  # pid 1 of our own pid namespace: -1 is "everything in it"
         try:
             os.kill(-1, signal.SIGKILL)
         except OSError:
