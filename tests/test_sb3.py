@@ -121,6 +121,7 @@ def test_buffer_yields_exactly_the_kept_episodes():
     assert stats["n_unranked_transitions"] == 6
     assert stats["kept_fraction"] == pytest.approx(15 / 24)
     assert stats["noisy_return_mean"] == pytest.approx((3 + 3 + 8 + 3 + 10) / 5)
+    assert stats["group_size_mean"] == pytest.approx(5 / 3)  # gid 0 and 1: two episodes, gid 2: one
     np.testing.assert_array_equal(sorted(buf.last_episode_weights), [0, 0, 1, 1, 1])
     # another epoch: the same set, another order
     assert set(yielded(buf, batch_size=None)) == expected

@@ -91,7 +91,12 @@ STAT_KEYS = (
 def _nan_stats() -> dict[str, float]:
     stats = dict.fromkeys(STAT_KEYS, float("nan"))
     stats.update(
-        n_episodes=0, n_kept_transitions=0, n_unranked_transitions=0, r2=float("nan"), fallback=0
+        n_episodes=0,
+        n_kept_transitions=0,
+        n_unranked_transitions=0,
+        r2=float("nan"),
+        group_size_mean=float("nan"),
+        fallback=0,
     )
     return stats
 
@@ -352,6 +357,7 @@ class _FilterMixin:
             stats["noisy_return_mean"] = float(ep["noisy"].mean())
             stats["true_return_mean"] = float(ep["true"].mean())
             stats["r2"] = rf.r2(ep["noisy"], ep["true"])
+            stats["group_size_mean"] = float(np.unique(ep["groups"], return_counts=True)[1].mean())
             stats["filtered_r2"] = (
                 rf.r2(ep["noisy"], ep["true"], weights=w_ep) if (w_ep > 0).any() else float("nan")
             )
@@ -418,7 +424,9 @@ class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
         finished episodes), ``noisy_return_mean``, ``true_return_mean``,
         ``ensemble_std_mean`` (NaN without an ensemble), ``n_episodes``
         (finished in this rollout), ``n_kept_transitions``; also ``r2`` (all
-        finished episodes), ``n_unranked_transitions`` and ``fallback``.
+        finished episodes), ``n_unranked_transitions``, ``group_size_mean``
+        (episodes per ranked group: below the env group size when members'
+        episodes end in different rollouts) and ``fallback``.
     """
 
     def __init__(

@@ -16,8 +16,9 @@ class FilterStatsCallback(BaseCallback):
     episodes: PF-PPO's criterion, measured online), ``noisy_return_mean``,
     ``true_return_mean``, ``ensemble_std_mean`` (mean ensemble disagreement,
     only when the reward model is an ensemble), ``n_episodes``,
-    ``n_kept_transitions``, and also ``r2`` (all finished episodes) and
-    ``n_unranked_transitions``.
+    ``n_kept_transitions``, and also ``r2`` (all finished episodes),
+    ``n_unranked_transitions`` and ``group_size_mean`` (episodes per ranked
+    group).
 
     Parameters
     ----------
@@ -49,7 +50,7 @@ class FilterStatsCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         stats = dict(self.model.rollout_buffer.last_stats)
         self.history.append(stats)
-        for key in (*STAT_KEYS, "r2", "n_unranked_transitions"):
+        for key in (*STAT_KEYS, "r2", "n_unranked_transitions", "group_size_mean"):
             value = stats.get(key, math.nan)
             if key == "ensemble_std_mean" and math.isnan(value):
                 continue
