@@ -323,7 +323,7 @@ def _make_strict_eq():
     not, the comparison is False. Bound to local names so that later
     patching of ``builtins`` cannot change it.
     """
-    scalars, containers, _type, _len, _iter = _PLAIN_SCALARS, _PLAIN_CONTAINERS, type, len, iter
+    scalars, containers, _type, _iter = _PLAIN_SCALARS, _PLAIN_CONTAINERS, type, iter
     _dict, _all = dict, all
 
     def plain(x, depth=0) -> bool:
@@ -335,7 +335,7 @@ def _make_strict_eq():
         items = x.items() if t is _dict else _iter(x)
         if t is _dict:
             return _all(plain(k, depth + 1) and plain(v, depth + 1) for k, v in items)
-        return _all(plain(v, depth + 1) for v in items) if _len(x) < 100_000 else True
+        return _all(plain(v, depth + 1) for v in items)
 
     def strict_eq(a, b) -> bool:
         pa, pb = plain(a), plain(b)
@@ -351,7 +351,30 @@ def _make_strict_eq():
 # ---------------------------------------------------------------------------
 
 
-def _harness(src: str, nonce: str, fd: int, prepared: dict | None = None) -> None:
+def _make_emitter(secret: list, fd: int):
+    """``emit(line)``: write one nonce-tagged record to the result pipe.
+
+    Built in its own (returned-from) frame so that the nonce lives only in
+    this closure. A child process the program forked is silenced: only the
+    process the harness started in may report.
+    """
+    write, exit_, getpid = os.write, os._exit, os.getpid
+    prefix = (secret.pop() + " ").encode()
+    me = getpid()
+    BE = BaseException
+
+    def emit(line: str) -> None:
+        if getpid() != me:
+            exit_(0)
+        try:
+            write(fd, prefix + line.encode("utf-8", "replace") + b"\n")
+        except BE:
+            exit_(75)
+
+    return emit
+
+
+def _harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> None:
     """Run ``src`` and report results on ``fd``; never returns.
 
     Records are ``<nonce> S <total>`` (tests found), ``<nonce> U <i> <1|0>
@@ -364,20 +387,14 @@ def _harness(src: str, nonce: str, fd: int, prepared: dict | None = None) -> Non
     pass. Code that deliberately digs through interpreter memory (frames,
     ``gc``) can still find it: see SANDBOX.md.
     """
-    write, exit_, prefix = os.write, os._exit, (nonce + " ").encode()
-    getpid = os.getpid
-    me = getpid()
+    # The nonce arrives in a one-element list that _make_emitter empties, so
+    # that no frame on the stack (ours, _runner's, run_job's) holds it, not
+    # even as a cell variable: only the closure of the returned emit() does.
+    emit = _make_emitter(secret, fd)
+    exit_ = os._exit
     BE, SE, ME = BaseException, SystemExit, MemoryError
     _type, _str, _repr, _exec, _compile = type, str, repr, exec, compile
     stdout, stderr = sys.stdout, sys.stderr
-
-    def emit(line: str) -> None:
-        if getpid() != me:  # a child the program forked reached the harness: it has no say
-            exit_(0)
-        try:
-            write(fd, prefix + line.encode("utf-8", "replace") + b"\n")
-        except BE:
-            exit_(75)
 
     def describe(exc) -> str:
         try:
@@ -593,7 +610,7 @@ def _setup(hide: list[str], namespaces: bool = True) -> None:
     gc.freeze()  # keep the warm heap out of the children's collections: fewer copy-on-write faults
 
 
-def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None:
+def _runner(job: dict, secret: list, out_w: int, res_w: int, workdir: str) -> None:
     """Inside the forked child: isolate, limit, drop privileges, then run the harness."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
@@ -650,7 +667,7 @@ def _runner(job: dict, nonce: str, out_w: int, res_w: int, workdir: str) -> None
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
         del sys.modules[name]
     globals()["_libc"] = None
-    _harness(job["program"], nonce, res_fd, job.get("prepared"))
+    _harness(job["program"], secret, res_fd, job.get("prepared"))
 
 
 def _kill_everything(rpid: int) -> None:
@@ -823,10 +840,11 @@ def run_job(job: dict) -> dict:
     t0 = time.monotonic()
     rpid = os.fork()
     if rpid == 0:
+        secret, nonce = [nonce], None  # this frame stays on the child's stack: keep no copy here
         try:
             for fd in (out_r, res_r, PROTO_IN, PROTO_OUT):
                 os.close(fd)
-            _runner(job, nonce, out_w, res_w, workdir)
+            _runner(job, secret, out_w, res_w, workdir)
         except BaseException:
             pass
         os._exit(71)
