@@ -8,6 +8,8 @@ import re
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -486,3 +488,16 @@ def test_arbitrary_completions_never_pass_and_counts_are_consistent(completions)
         assert res.status in STATUSES
         assert not res.passed  # none of these texts computes a + b
         assert 0 <= res.tests_passed <= res.tests_total == 3
+
+
+def test_benchmark_script_runs_and_verdicts_agree():
+    script = Path(__file__).parents[1] / "benchmarks" / "executor.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--limit", "6", "--rounds", "1", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "passed 6/6 in both" in proc.stdout
+    assert re.search(r"ratio\s*:\s*[0-9.]+x", proc.stdout)

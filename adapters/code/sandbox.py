@@ -6,11 +6,13 @@ module keeps a small pool of warm sandbox workers (see ``_zygote.py``) and
 runs each program in its own freshly forked process tree with:
 
 - wall-clock and CPU-time limits, an address-space limit, a file-size limit;
-- no new processes: a private pid namespace (everything dies with the
-  program) and, as root, a dropped uid whose ``RLIMIT_NPROC`` is enforced;
-- a private tmpfs as working directory, ``HOME`` and ``/tmp``; a minimal
-  environment; stdin from ``/dev/null``; a bounded output tail;
-- no network (an empty network namespace) when running as root;
+- no new processes to speak of: as root, an unprivileged uid whose
+  ``RLIMIT_NPROC`` is enforced, and a private pid namespace in which
+  everything the program started is killed after it;
+- a fresh private tmpfs as working directory, ``HOME`` and ``TMPDIR``; a
+  minimal environment; stdin from ``/dev/null``; a bounded output tail;
+- no network (an empty network namespace) when running as root, and the
+  project's own files hidden;
 - a verdict decided by the worker from a nonce-tagged result channel, never
   from the program's exit code or output.
 
