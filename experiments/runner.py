@@ -64,7 +64,10 @@ class RunOptions:
     )
     workers: int | None = field(
         default=None,
-        metadata={"help": "Runs at a time; default one per CPU core (local) or per Ray CPU."},
+        metadata={
+            "help": "Runs at a time; default one per CPU core. With --backend ray, the CPUs of the "
+            "local Ray it starts (a cluster given by --address uses all of its CPUs)."
+        },
     )
     out: str | None = field(
         default=None, metadata={"help": "Output folder; default runs/<config name>."}
@@ -296,9 +299,10 @@ def _run_local(todo, workers, on_done, on_error, progress) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
-    ) as pool:
+    )
+    try:
         futures = {pool.submit(execute_run, run): run["run_id"] for run in todo}
         while futures:
             done, _ = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -309,6 +313,14 @@ def _run_local(todo, workers, on_done, on_error, progress) -> None:
                 except Exception as exc:  # a failed run must not stop the others
                     on_error(run_id, exc)
             progress.refresh()
+    except BaseException:
+        # Ctrl-C (or any error here): stop now. A plain shutdown would first run every queued
+        # run; the workers are ours, so end them (unfinished runs are redone next time).
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
@@ -332,15 +344,20 @@ def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         refs = {remote.remote(run): run["run_id"] for run in todo}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
-            for ref in ready:
-                run_id = refs.pop(ref)
-                try:
-                    on_done(ray.get(ref))
-                except Exception as exc:
-                    on_error(run_id, exc)
-            progress.refresh()
+        try:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    run_id = refs.pop(ref)
+                    try:
+                        on_done(ray.get(ref))
+                    except Exception as exc:
+                        on_error(run_id, exc)
+                progress.refresh()
+        except BaseException:
+            for ref in refs:  # on a cluster the tasks would otherwise run on without us
+                ray.cancel(ref, force=True)
+            raise
     finally:
         if started:
             ray.shutdown()

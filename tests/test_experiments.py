@@ -261,32 +261,38 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="uses /proc to find the runner's workers"
-)
-def test_sigkill_then_restart_loses_no_finished_run_and_duplicates_none(tmp_path):
-    raw = tiny_raw(hparams={"lr": 30.0, "batch_contexts": 8, "sleep": 0.04}, seeds=2)
+def _start_slow_runner(tmp_path: Path, sleep: float = 0.04) -> tuple[subprocess.Popen, Path, Path]:
+    """A runner subprocess on 8 runs of ``20 * sleep`` seconds each, 2 at a time; returns once 2 finished."""
+    raw = tiny_raw(hparams={"lr": 30.0, "batch_contexts": 8, "sleep": sleep}, seeds=2)
     raw["tasks"] = [{"id": "bandit/16x6", "budget": {"steps": 20, "eval_every": 5}}]
     config_path = tmp_path / "slow.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "rewardfilter.cli",
-        "run",
-        str(config_path),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-    ]
-    cmd.append("--no-progress")
+    cmd = [sys.executable, "-m", "rewardfilter.cli", "run", str(config_path), "--out", str(out)]
+    cmd += ["--workers", "2", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("runs/*/final.json"))) < 2:
+        time.sleep(0.05)
+    return proc, out, config_path
+
+
+def _wait_dead(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(w) for w in pids):
+        time.sleep(0.1)
+    return not any(_alive(w) for w in pids)
+
+
+LINUX_ONLY = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc to find the runner's workers"
+)
+
+
+@LINUX_ONLY
+def test_sigkill_then_restart_loses_no_finished_run_and_duplicates_none(tmp_path):
+    proc, out, config_path = _start_slow_runner(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(out.glob("runs/*/final.json"))) < 2:
-            time.sleep(0.05)
         workers = _children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -297,10 +303,7 @@ def test_sigkill_then_restart_loses_no_finished_run_and_duplicates_none(tmp_path
     assert 2 <= len(finished_before) < 8, "the kill must land mid-grid"
     interrupted = [p.parent.name for p in out.glob("runs/*/progress.jsonl")]
     # the pool's workers die with the runner: no orphan keeps computing
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.1)
-    assert workers and not any(_alive(w) for w in workers)
+    assert workers and _wait_dead(workers)
 
     summary = run_experiment(config_path, out=str(out), workers=2, progress=False)
     assert summary.ok and summary.skipped == len(finished_before) and summary.total == 8
@@ -369,3 +372,19 @@ def test_control_domain_trains_and_logs_through_the_runner(tmp_path):
     )
     assert br["samples_used"] == 800 and oracle["samples_used"] == 1600
     assert oracle["filtered_r2"] == pytest.approx(1.0)
+
+
+@LINUX_ONLY
+def test_ctrl_c_stops_the_runner_and_its_workers_promptly(tmp_path):
+    proc, out, _ = _start_slow_runner(tmp_path, sleep=0.25)  # 5 s per run
+    try:
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGINT)
+        # a plain pool shutdown would first run the 6 queued runs (15 s)
+        proc.wait(timeout=8)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert workers and _wait_dead(workers)
+    assert len(list(out.glob("runs/*/final.json"))) < 8
