@@ -351,6 +351,22 @@ def _make_strict_eq():
 # ---------------------------------------------------------------------------
 
 
+def _disable_tracing() -> None:
+    """Take ``settrace``/``setprofile`` away from the program.
+
+    A trace function can rewrite ``frame.f_lineno`` of the running ``check``
+    and jump over a failing assert; no solution needs one.
+    """
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("tracing and profiling are disabled in the sandbox")
+
+    sys.settrace = sys.setprofile = refuse
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading.settrace = threading.setprofile = refuse
+
+
 def _make_emitter(secret: list, fd: int):
     """``emit(line)``: write one nonce-tagged record to the result pipe.
 
@@ -412,7 +428,11 @@ def _harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> N
                 pass
         exit_(code)
 
+    gettrace, getprofile = sys.gettrace, sys.getprofile
+
     def rec(i, exc) -> None:
+        if gettrace() is not None or getprofile() is not None:
+            emit("T a trace or profile function was active during the tests")
         emit(f"U {i} 1" if exc is None else f"U {i} 0 {describe(exc)}")
 
     test_code, started = None, False
@@ -453,6 +473,7 @@ def _harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> N
     g = main.__dict__
     g["__builtins__"] = builtins
     sys.modules["__main__"] = main
+    _disable_tracing()
     check_fn = None
     if factory_code is not None:
         _exec(factory_code, g)
@@ -787,6 +808,9 @@ def _status_of(job, timed_out, overflow, records_raw, nonce, status, cpu) -> dic
             error = rest
         elif kind == "D" and started and not done and error is None:
             done = True
+        elif kind == "T":
+            tampered = True
+            break
         else:
             tampered = True
             break
