@@ -107,3 +107,9 @@ def test_wrong_types_and_duplicates_are_rejected(tmp_path):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_byte_order_mark_is_tolerated(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_record()).encode() + b"\n")
+    assert load_jsonl(path) == [CodeTask(**_record())]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-__all__ = ["CodeTask", "load_humaneval", "load_jsonl", "save_jsonl", "humaneval_path"]
+__all__ = ["CodeTask", "humaneval_path", "load_humaneval", "load_jsonl", "save_jsonl", "task_index"]
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,15 @@ class CodeTask:
 
 
 def _open_text(path: Path, mode: str):
-    """Open plain or gzip-compressed text (HumanEval ships as .jsonl.gz)."""
+    """Open plain or gzip-compressed text (HumanEval ships as .jsonl.gz).
+
+    Reading accepts a UTF-8 byte-order mark (some editors add one), which
+    ``json.loads`` would otherwise reject on line 1.
+    """
+    encoding = "utf-8-sig" if mode == "r" else "utf-8"
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+        return gzip.open(path, mode + "t", encoding=encoding)
+    return open(path, mode, encoding=encoding)
 
 
 def load_jsonl(path: str | os.PathLike) -> list[CodeTask]:
