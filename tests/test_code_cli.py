@@ -34,6 +34,7 @@ def test_code_help_lists_the_subcommands(capsys):
         ("train-rm", "Bradley-Terry"),  # RewardModelConfig field help
         ("train-rm", "Responses sampled per prompt"),  # RewardDataConfig field help
         ("eval", "pass@k"),
+        ("train", "--filter"),  # PFPPOConfig fields, added lazily
     ],
 )
 def test_subcommand_help_comes_from_the_config_fields(capsys, sub, text):

@@ -249,6 +249,14 @@ def _write_json(path: str | Path, obj: Any) -> None:
     p.write_text(json.dumps(obj, indent=2))
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads``: one thread is fastest on a shared or busy CPU (extra ones spin)."""
+    if getattr(args, "threads", 0):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _fail(exc: Exception) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return 2
@@ -278,6 +286,7 @@ def run_build_tiny(args: argparse.Namespace) -> int:
 
 
 def run_train_rm(args: argparse.Namespace) -> int:
+    _set_threads(args)
     try:
         cfgs = _configs("train-rm", args)
         from .models import check_causal_lm_path
@@ -301,6 +310,7 @@ def run_train_rm(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    _set_threads(args)
     try:
         cfgs = _configs("train", args)
         ppo = cfgs["ppo"]
@@ -349,6 +359,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    _set_threads(args)
     try:
         ks = sorted({int(k) for k in args.k.split(",")})
         from .models import check_causal_lm_path
@@ -403,6 +414,13 @@ def add_subcommands(subparsers) -> None:
             default=None,
             help="YAML file with one section per config (see experiments/code_*.yaml).",
         )
+        if command != "build-tiny":  # TinyConfig has its own 'threads' field
+            parser.add_argument(
+                "--threads",
+                type=int,
+                default=1,
+                help="torch CPU threads (0: torch's default); 1 is fastest on a shared CPU (default: 1).",
+            )
         parser._lazy_command = command  # the config classes' flags come on first use
 
     p = sub.add_parser(
@@ -481,6 +499,12 @@ def add_subcommands(subparsers) -> None:
         "--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]' (default: 'auto')."
     )
     g.add_argument("--seed", type=int, default=0, help="Sampling seed (default: 0).")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (0: torch's default) (default: 1).",
+    )
     g.add_argument(
         "--out", default=None, help="Write the full report (per task, samples) to this JSON file."
     )
