@@ -501,3 +501,23 @@ def test_benchmark_script_runs_and_verdicts_agree():
     assert proc.returncode == 0, proc.stderr
     assert "passed 6/6 in both" in proc.stdout
     assert re.search(r"ratio\s*:\s*[0-9.]+x", proc.stdout)
+
+
+def test_concurrent_pools_and_threads_share_nothing():
+    import threading
+
+    with SandboxPool(1) as a, SandboxPool(1) as b:
+        assert set(a._uids).isdisjoint(b._uids)
+        out: dict[str, list[ExecResult]] = {}
+
+        def run(name, pool):
+            out[name] = pool.map([build_program(ADD, ADD.canonical_solution)] * 6)
+
+        threads = [threading.Thread(target=run, args=(n, p)) for n, p in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.passed for r in out["a"] + out["b"])
+    with pytest.raises(RuntimeError, match="closed"):
+        a.map(["pass"])

@@ -308,9 +308,24 @@ class _Worker:
         self.kill()
 
 
-def _uid_base() -> int:
-    """A block of unused uids per parent process, so pools of concurrent runs do not share RLIMIT_NPROC counts."""
-    return 200_000 + (os.getpid() % 100_000) * 64
+_UIDS_PER_PROCESS = 1000
+_uid_lock = threading.Lock()
+_uid_next = [0]
+
+
+def _new_uid() -> int:
+    """A uid no other live worker uses: programs of different workers never share one.
+
+    Each parent process owns a block of 1000 uids (by pid), handed out in
+    turn, so concurrent pools (here or in other processes) do not share
+    ``RLIMIT_NPROC`` counts, and killing "every process of this uid" after a
+    program (the clean-up without namespaces) cannot reach another worker's
+    program.
+    """
+    with _uid_lock:
+        i = _uid_next[0] % _UIDS_PER_PROCESS
+        _uid_next[0] += 1
+    return 100_000 + (os.getpid() % 4_000_000) * _UIDS_PER_PROCESS + i
 
 
 class SandboxPool:
@@ -356,9 +371,8 @@ class SandboxPool:
         self._namespaces = namespaces
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        base = _uid_base()
         self._slots: list[_Worker | None] = [None] * self.workers
-        self._uids = [base + i for i in range(self.workers)]
+        self._uids = [_new_uid() for _ in range(self.workers)]
         self._closed = False
 
     def __enter__(self) -> SandboxPool:
@@ -382,6 +396,7 @@ class SandboxPool:
         if w is None or not w.alive():
             if w is not None:
                 w.kill()
+                self._uids[i] = _new_uid()  # whatever the dead worker left behind keeps its old uid
             w = self._slots[i] = _Worker(self._uids[i], self._hide, self._namespaces)
         return w
 
@@ -393,6 +408,7 @@ class SandboxPool:
             if w is not None:
                 w.kill()
             self._slots[i] = None
+            self._uids[i] = _new_uid()
             return ExecResult(False, "killed", detail=f"sandbox worker failure: {exc}")
         return ExecResult(
             passed=bool(raw["passed"]),
@@ -419,8 +435,6 @@ class SandboxPool:
         ``parallel`` caps how many of the pool's workers are used (default all).
         """
         timeout, memory_mb, _, max_output = _check_params(timeout, memory_mb, None, max_output)
-        if self._closed:
-            raise RuntimeError("this SandboxPool is closed")
         if os.getpid() != self._pid:
             raise RuntimeError("a SandboxPool cannot be used from a forked child; create a new one")
         programs = list(programs)
@@ -452,6 +466,8 @@ class SandboxPool:
                     bar.update(1)
 
         with self._lock:
+            if self._closed:
+                raise RuntimeError("this SandboxPool is closed")
             n = min(self.workers, len(programs), parallel or self.workers)
             if n <= 1:
                 loop(0)
@@ -465,15 +481,25 @@ class SandboxPool:
             bar.close()
         return results  # type: ignore[return-value]
 
+    def _grow(self, workers: int) -> None:
+        """Add worker slots (started lazily) after a batch in flight, if any."""
+        with self._lock:
+            while self.workers < workers:
+                self._slots.append(None)
+                self._uids.append(_new_uid())
+                self.workers += 1
+
     def close(self) -> None:
-        """Stop every worker (idempotent)."""
-        self._closed = True
+        """Stop every worker (idempotent); waits for a batch in flight to finish."""
         if os.getpid() != self._pid:
+            self._closed = True
             return
-        for i, w in enumerate(self._slots):
-            if w is not None:
-                w.close()
-                self._slots[i] = None
+        with self._lock:
+            self._closed = True
+            for i, w in enumerate(self._slots):
+                if w is not None:
+                    w.close()
+                    self._slots[i] = None
 
 
 _default: SandboxPool | None = None
@@ -485,10 +511,10 @@ def _shared_pool(workers: int | None) -> SandboxPool:
     with _default_lock:
         want = workers or len(os.sched_getaffinity(0))
         pool = _default
-        if pool is None or pool._pid != os.getpid() or pool.workers < want:
-            if pool is not None and pool._pid == os.getpid():
-                pool.close()
+        if pool is None or pool._pid != os.getpid():
             pool = _default = SandboxPool(want)
+        elif pool.workers < want:
+            pool._grow(want)  # in place: another thread may be using this pool right now
         return pool
 
 
