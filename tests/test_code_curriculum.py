@@ -6,6 +6,7 @@ import ast
 import re
 
 import pytest
+
 from rewardfilter.adapters.code.curriculum import FAMILIES, available, family_of, make_curriculum
 from rewardfilter.adapters.code.tasks import CodeTask
 

@@ -10,12 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from rewardfilter.adapters.code.curriculum import FAMILIES, make_curriculum
 from rewardfilter.adapters.code.sandbox import (
     STATUSES,
@@ -521,3 +523,33 @@ def test_concurrent_pools_and_threads_share_nothing():
         assert all(r.passed for r in out["a"] + out["b"])
     with pytest.raises(RuntimeError, match="closed"):
         a.map(["pass"])
+
+
+def test_programs_die_with_the_parent_process():
+    """A killed parent does not leave its sandbox workers or programs running until their timeout."""
+    code = (
+        "import sys, time\n"
+        "from rewardfilter.adapters.code.sandbox import SandboxPool\n"
+        "pool = SandboxPool(1)\n"
+        "pool.map(['pass'])\n"
+        "print(pool.worker_pids[0], pool._uids[0], flush=True)\n"
+        "pool.map(['import time\\ntime.sleep(100)'], timeout=60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        launcher, uid = map(int, proc.stdout.readline().split())
+        time.sleep(0.5)
+        assert _uid_processes({uid}), "the sleeping program should be running"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        _uid_processes({uid}) or os.path.exists(f"/proc/{launcher}")
+    ):
+        time.sleep(0.1)
+    assert _uid_processes({uid}) == []
+    assert (
+        not os.path.exists(f"/proc/{launcher}")
+        or "Z" in Path(f"/proc/{launcher}/stat").read_text().split()[2]
+    )

@@ -7,6 +7,7 @@ import gzip
 import json
 
 import pytest
+
 from rewardfilter.adapters.code.tasks import CodeTask, load_humaneval, load_jsonl, save_jsonl
 
 FIELDS = ("task_id", "prompt", "entry_point", "test", "canonical_solution")

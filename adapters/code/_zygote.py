@@ -919,12 +919,23 @@ def run_job(job: dict) -> dict:
                 timed_out = True
                 kill()
             watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
+            if not _PARENT_GONE[0]:
+                watch.append(PROTO_IN)
             wait = max(deadline - now, 0.0) if not killed else 0.05
             if exit_fd is None:
                 wait = min(wait, 0.01)
             ready, _, _ = select.select(watch, [], [], wait)
             for fd in ready:
-                if fd != exit_fd:
+                if fd == PROTO_IN:
+                    # The parent only writes after our answer, so this is EOF:
+                    # it died. Stop the program now rather than at its timeout.
+                    chunk = os.read(PROTO_IN, 65536)
+                    if chunk:
+                        _STASH.extend(chunk)
+                    else:
+                        _PARENT_GONE[0] = True
+                        kill()
+                elif fd != exit_fd:
                     read(fd)
             pid, st, ru = os.wait4(rpid, os.WNOHANG)
             if pid == rpid:
@@ -957,8 +968,15 @@ def run_job(job: dict) -> dict:
     return result
 
 
+_STASH = bytearray()  # request bytes read early while watching for the parent's exit
+_PARENT_GONE = [False]
+
+
 def _read_exact(fd: int, n: int) -> bytes | None:
-    buf = bytearray()
+    buf = bytearray(_STASH[:n])
+    del _STASH[:n]
+    if _PARENT_GONE[0] and len(buf) < n:
+        return None
     while len(buf) < n:
         chunk = os.read(fd, n - len(buf))
         if not chunk:
