@@ -26,8 +26,9 @@ After each program the zygote, being pid 1, sends ``kill(-1, SIGKILL)``:
 that reaches every process in its namespace, i.e. everything the program
 started, however it forked or re-parented itself. The program's tmpfs is
 then unmounted, so nothing it wrote survives either. If the parent dies,
-the zygote's stdin closes: it kills the running program and exits; if the launcher dies, the zygote
-dies by ``PR_SET_PDEATHSIG`` and the kernel ends the whole namespace.
+the zygote's stdin closes: it kills the running program and exits; if the
+launcher dies, the zygote dies by ``PR_SET_PDEATHSIG`` and the kernel ends
+the whole namespace.
 
 Wire protocol with the parent (stdin / stdout of the zygote): each message
 is a 4-byte big-endian length followed by a UTF-8 JSON object. The result
