@@ -87,9 +87,11 @@ class ExecResult:
         One of :data:`STATUSES`.
     tests_passed, tests_total : int
         Tests (top-level asserts of ``check``, counted separately) that
-        passed, and how many there are. ``tests_total`` is 0 when the
-        program never reached its tests (e.g. a syntax error) unless
-        :func:`score_completions` filled it in from the task.
+        passed, and how many there are. For programs from
+        :func:`build_program` the total is known even when the completion
+        does not compile; for other programs it is 0 until the harness has
+        parsed the program (and :func:`score_completions` fills it in from
+        the task).
     output : str
         The last few KiB of the program's stdout and stderr, for debugging.
     detail : str
