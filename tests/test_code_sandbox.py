@@ -351,7 +351,7 @@ def hostile_run(tmp_path_factory):
                 for key, value in fill.items():
                     body = body.replace("{{" + key + "}}", value)
                 programs.append(build_program(ADD, body) if completion else body)
-            results = pool.map(programs, timeout=1.0, memory_mb=256, max_output=256 * 1024)
+            results = pool.map(programs, timeout=1.5, memory_mb=256, max_output=256 * 1024)
             leftovers = _uid_processes(set(pool._uids))
             workers_alive = all(w is not None and w.alive() for w in pool._slots)
             after = pool.map([build_program(ADD, ADD.canonical_solution)])[0]

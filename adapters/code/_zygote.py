@@ -72,6 +72,8 @@ PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 
 #: Size of the private tmpfs that is each program's cwd, HOME and TMPDIR.
 TMPFS_MB = 16
+#: Files + directories a program may create in it.
+TMPFS_INODES = 2048
 #: Largest file a program may write (RLIMIT_FSIZE).
 FILE_MB = 8
 #: Processes + threads the dropped uid may hold (R itself counts as one).
@@ -752,7 +754,7 @@ def _fresh_workdir() -> str:
             workdir,
             "tmpfs",
             MS_NOSUID | MS_NODEV,
-            f"size={TMPFS_MB}m,nr_inodes=4096,mode=700{owner}",
+            f"size={TMPFS_MB}m,nr_inodes={TMPFS_INODES},mode=700{owner}",
         )
         return workdir
     import tempfile
