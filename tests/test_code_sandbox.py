@@ -540,7 +540,9 @@ def test_programs_die_with_the_parent_process():
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         launcher, uid = map(int, proc.stdout.readline().split())
-        time.sleep(0.5)
+        started = time.monotonic()
+        while not _uid_processes({uid}) and time.monotonic() - started < 10:
+            time.sleep(0.05)
         assert _uid_processes({uid}), "the sleeping program should be running"
     finally:
         proc.kill()
