@@ -107,9 +107,12 @@ def _call(name: str, *args) -> None:
         raise OSError(err, f"{name}: {os.strerror(err)}")
 
 
+def _enc(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
 def _mount(src: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    _call("mount", enc(src), enc(target), enc(fstype), flags, enc(data))
+    _call("mount", _enc(src), _enc(target), _enc(fstype), flags, _enc(data))
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -677,7 +680,7 @@ def _runner(job: dict, secret: list, out_w: int, res_w: int, workdir: str) -> No
         try:
             resource.setrlimit(which, (soft, hard))
         except (ValueError, OSError):
-            pass
+            pass  # only raising above an existing hard limit fails: the stricter limit stays
     if CAPS["drop"]:
         os.setgroups([])
         os.setresgid(UID, UID, UID)
