@@ -404,10 +404,11 @@ def _harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> N
     program failed outside a test) and ``<nonce> D`` (check returned). The
     zygote only counts a pass when ``D`` arrived, every test reported 1 and
     every record carries the nonce. The nonce is generated per run and is
-    only held in this function's closures, so printing, exiting early,
-    exit codes or writing guessed records to guessed fds cannot produce a
-    pass. Code that deliberately digs through interpreter memory (frames,
-    ``gc``) can still find it: see SANDBOX.md.
+    only held in the closure of the record writer (:func:`_make_emitter`),
+    so printing, exiting early, exit codes or writing guessed records to
+    guessed fds cannot produce a pass. Code that deliberately digs through
+    interpreter memory (closure cells, ``gc``) can still find it: see
+    SANDBOX.md.
     """
     # The nonce arrives in a one-element list that _make_emitter empties, so
     # that no frame on the stack (ours, _runner's, run_job's) holds it, not
