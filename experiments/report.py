@@ -372,7 +372,8 @@ def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     files = []
     for key in keys:
-        fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+        width = max(6.4, 4.2 * len(columns))  # one task still needs room for the legend
+        fig, axes = plt.subplots(1, len(columns), figsize=(width, 3.8), squeeze=False)
         for ax, col in zip(axes[0], columns, strict=True):
             for m in methods:
                 group = [
@@ -391,10 +392,10 @@ def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("true return")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(
-            handles, labels, loc="upper center", ncol=min(len(labels), 5), fontsize=8, frameon=False
-        )
-        fig.tight_layout(rect=(0, 0, 1, 0.88))
+        per_row = max(1, min(len(labels), int(width // 1.6)))
+        rows = -(-len(labels) // per_row)
+        fig.legend(handles, labels, loc="upper center", ncol=per_row, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.07 * rows))
         path = out / f"curves_{key}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

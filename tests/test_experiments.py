@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
+from rewardfilter.cli import main
 from rewardfilter.experiments.config import ConfigError, load_config, parse_config
 from rewardfilter.experiments.report import bootstrap_ci
 from rewardfilter.experiments.runner import execute_run, finished_runs, read_jsonl, run_experiment
-
-from rewardfilter.cli import main
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = EXPERIMENTS / "tiny.yaml"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from rewardfilter.experiments.runner import finished_runs, run_experiment
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'rewardfilter[ray]'")
@@ -57,7 +58,7 @@ def test_ray_and_local_agree_on_the_control_domain(tmp_path):
             "seeds": [3],
             "group_size": 2,
             "budget": {"steps": 1600, "eval_every": 800, "eval_episodes": 1},
-            "hparams": {"n_envs": 4, "n_steps": 200, "batch_size": 100, "n_epochs": 2},
+            "hparams": {"n_envs": 4, "n_steps": 200, "batch_size": 200, "n_epochs": 1},
             "tasks": ["rewardfilter/Pendulum-v1"],
             "noise": [{"name": "hetero", "model": "heteroscedastic", "kwargs": {"std": 1.0}}],
             "methods": ["PPO-M", "BW"],

@@ -56,10 +56,11 @@ def _evaluate(model, env, episodes: int) -> tuple[float, float]:
 def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Train and evaluate one method on one noisy control task (see the module docstring)."""
     import gymnasium as gym
-    import rewardfilter.envs  # noqa: F401  (registers the tasks)
-    from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+
+    import rewardfilter.envs  # noqa: F401  (registers the tasks)
+    from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
 
     hp = dict(run["hparams"])
     method, noise, budget, seed = run["method"], run["noise"], run["budget"], int(run["seed"])
