@@ -557,3 +557,20 @@ def test_programs_die_with_the_parent_process():
         not os.path.exists(f"/proc/{launcher}")
         or "Z" in Path(f"/proc/{launcher}/stat").read_text().split()[2]
     )
+
+
+def test_losing_a_worker_mid_batch_leaves_no_hole():
+    import threading
+
+    with SandboxPool(1) as pool:
+        pool.map(["pass"])
+        (pid,) = pool.worker_pids
+        killer = threading.Timer(0.6, lambda: os.killpg(pid, signal.SIGKILL))
+        killer.start()
+        results = pool.map(["import time\ntime.sleep(0.25)"] * 8, timeout=5)
+        killer.join()
+        assert all(isinstance(r, ExecResult) for r in results)
+        statuses = [r.status for r in results]
+        assert set(statuses) <= {"passed", "killed"} and "killed" in statuses, statuses
+        assert statuses.count("killed") <= 2  # the program being run, at most one more
+        assert pool.map(["pass"])[0].passed

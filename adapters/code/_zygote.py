@@ -867,7 +867,7 @@ def run_job(job: dict) -> dict:
     nonce = os.urandom(16).hex()
     out_r, out_w = os.pipe()
     res_r, res_w = os.pipe()
-    workdir = _fresh_workdir()
+    workdir = _NEXT_WORKDIR.pop() if _NEXT_WORKDIR else _fresh_workdir()
     t0 = time.monotonic()
     rpid = os.fork()
     if rpid == 0:
@@ -955,6 +955,7 @@ def run_job(job: dict) -> dict:
         _reap_all()
         for fd in (out_r, res_r) + ((exit_fd,) if exit_fd is not None else ()):
             os.close(fd)
+        _AFTER_SEND.append(lambda: _drop_workdir(workdir))
         raise
 
     # The program is gone: end whatever it started, then drain the pipes.
@@ -966,13 +967,33 @@ def run_job(job: dict) -> dict:
             read(fd)
     for fd in (out_r, res_r) + ((exit_fd,) if exit_fd is not None else ()):
         os.close(fd)
-    _reap_all()
-    _drop_workdir(workdir)
+    # The verdict is final now. Reaping and unmounting happen after the
+    # answer is sent (see main), off the parent's critical path, but always
+    # before the next program starts.
+    _AFTER_SEND.append(lambda: (_reap_all(), _drop_workdir(workdir)))
     cpu = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
     result = _status_of(job, timed_out, overflow, bytes(records), nonce, status, cpu)
     result["output"] = bytes(out[-tail_bytes:]).decode("utf-8", "replace")
     result["duration"] = time.monotonic() - t0
     return result
+
+
+_AFTER_SEND: list = []  # clean-up of the last run, done once its answer is on its way
+_NEXT_WORKDIR: list[str] = []  # the next run's workdir, mounted while the parent was busy
+
+
+def _between_runs() -> None:
+    """Finish the previous run's clean-up, then get the next run's workdir ready."""
+    while _AFTER_SEND:
+        try:
+            _AFTER_SEND.pop(0)()
+        except OSError:
+            pass
+    if not _NEXT_WORKDIR:
+        try:
+            _NEXT_WORKDIR.append(_fresh_workdir())
+        except OSError:
+            pass  # run_job will try again, and report the failure
 
 
 _STASH = bytearray()  # request bytes read early while watching for the parent's exit
@@ -1010,6 +1031,7 @@ def main(argv: list[str]) -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     _send({"ready": True, "caps": CAPS, "pid": os.getpid()})
+    _between_runs()
     while True:
         header = _read_exact(PROTO_IN, 4)
         if header is None:
@@ -1031,6 +1053,7 @@ def main(argv: list[str]) -> None:
                 "duration": 0.0,
             }
         _send(result)
+        _between_runs()
 
 
 if __name__ == "__main__":

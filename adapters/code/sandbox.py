@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import atexit
 import base64
+import collections
 import functools
 import json
 import math
@@ -71,6 +72,9 @@ STATUSES: dict[str, str] = {
 }
 
 _ZYGOTE = Path(_zygote.__file__)
+#: Requests kept in flight per worker: the next one waits in the worker's
+#: stdin while the current program runs.
+_PIPELINE = 2
 _ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
@@ -271,15 +275,21 @@ class _Worker:
                 header_done = True
         return json.loads(bytes(buf[4:]))
 
-    def run(self, job: dict) -> dict:
+    def send(self, job: dict) -> None:
         data = json.dumps(job).encode()
         try:
             self.proc.stdin.write(struct.pack(">I", len(data)) + data)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise _WorkerDied(f"sandbox worker unreachable: {exc}") from None
+
+    def recv(self, job: dict) -> dict:
         # The zygote enforces the limits itself; this is only a safety net.
         return self._recv(float(job["timeout"]) + 15.0)
+
+    def run(self, job: dict) -> dict:
+        self.send(job)
+        return self.recv(job)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -402,16 +412,15 @@ class SandboxPool:
             w = self._slots[i] = _Worker(self._uids[i], self._hide, self._namespaces)
         return w
 
-    def _run_one(self, i: int, job: dict) -> ExecResult:
-        try:
-            raw = self._worker(i).run(job)
-        except _WorkerDied as exc:
-            w = self._slots[i]
-            if w is not None:
-                w.kill()
-            self._slots[i] = None
-            self._uids[i] = _new_uid()
-            return ExecResult(False, "killed", detail=f"sandbox worker failure: {exc}")
+    def _retire(self, i: int) -> None:
+        w = self._slots[i]
+        if w is not None:
+            w.kill()
+        self._slots[i] = None
+        self._uids[i] = _new_uid()
+
+    @staticmethod
+    def _result(raw: dict) -> ExecResult:
         return ExecResult(
             passed=bool(raw["passed"]),
             status=raw["status"],
@@ -421,6 +430,52 @@ class SandboxPool:
             detail=raw.get("detail", ""),
             duration=float(raw.get("duration", 0.0)),
         )
+
+    def _run_one(self, i: int, job: dict) -> ExecResult:
+        try:
+            return self._result(self._worker(i).run(job))
+        except _WorkerDied as exc:
+            self._retire(i)
+            return ExecResult(False, "killed", detail=f"sandbox worker failure: {exc}")
+
+    def _run_slot(self, slot: int, next_job, deliver) -> None:
+        """Feed one worker, keeping :data:`_PIPELINE` requests in flight.
+
+        The next request waits in the worker's stdin while the current
+        program runs, so the round trip to this process is off the critical
+        path. Answers come back in order. If the worker is lost, the request
+        it was answering is reported as ``killed`` and the queued ones run
+        again on a fresh worker.
+        """
+        inflight: collections.deque = collections.deque()
+        while True:
+            while len(inflight) < _PIPELINE:
+                item = next_job()
+                if item is None:
+                    break
+                try:
+                    self._worker(slot).send(item[1])
+                except _WorkerDied:
+                    self._retire(slot)
+                    for j, job in [*inflight, item]:
+                        deliver(j, self._run_one(slot, job))
+                    inflight.clear()
+                    continue
+                inflight.append(item)
+            if not inflight:
+                return
+            i, job = inflight.popleft()
+            w = self._slots[slot]
+            try:
+                if w is None:
+                    raise _WorkerDied("sandbox worker lost")
+                deliver(i, self._result(w.recv(job)))
+            except _WorkerDied as exc:
+                self._retire(slot)
+                deliver(i, ExecResult(False, "killed", detail=f"sandbox worker failure: {exc}"))
+                for j, queued in inflight:
+                    deliver(j, self._run_one(slot, queued))
+                inflight.clear()
 
     def map(
         self,
@@ -452,20 +507,24 @@ class SandboxPool:
         todo = iter(range(len(programs)))
         take = threading.Lock()
 
+        def next_job():
+            with take:
+                i = next(todo, None)
+            return None if i is None else (i, _job(programs[i], timeout, memory_mb, max_output))
+
+        def deliver(i: int, result: ExecResult) -> None:
+            results[i] = result
+            if bar is not None:
+                bar.update(1)
+
+        failures: list[str] = []
+
         def loop(slot: int) -> None:
-            while True:
-                with take:
-                    i = next(todo, None)
-                if i is None:
-                    return
-                try:
-                    results[i] = self._run_one(
-                        slot, _job(programs[i], timeout, memory_mb, max_output)
-                    )
-                except Exception as exc:  # never hand back a hole in the results
-                    results[i] = ExecResult(False, "killed", detail=f"sandbox failure: {exc!r}")
-                if bar is not None:
-                    bar.update(1)
+            try:
+                self._run_slot(slot, next_job, deliver)
+            except Exception as exc:  # a bug here must not leave holes in the results
+                failures.append(repr(exc))
+                self._retire(slot)
 
         with self._lock:
             if self._closed:
@@ -481,6 +540,10 @@ class SandboxPool:
                     t.join()
         if bar is not None:
             bar.close()
+        for i, r in enumerate(results):
+            if r is None:
+                detail = f"sandbox failure: {failures[0] if failures else 'no answer'}"
+                results[i] = ExecResult(False, "killed", detail=detail)
         return results  # type: ignore[return-value]
 
     def _grow(self, workers: int) -> None:
