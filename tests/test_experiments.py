@@ -388,3 +388,10 @@ def test_ctrl_c_stops_the_runner_and_its_workers_promptly(tmp_path):
     assert proc.returncode != 0
     assert workers and _wait_dead(workers)
     assert len(list(out.glob("runs/*/final.json"))) < 8
+
+
+def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("demo.yaml").name == "demo"
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config("nope.yaml")
