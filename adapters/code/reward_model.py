@@ -81,7 +81,7 @@ class RewardModelConfig:
         },
     )
     max_pairs_per_prompt: int = field(
-        default=8,
+        default=4,
         metadata={
             "help": "Cap on pairs drawn per prompt, so prompts with many samples do not dominate."
         },
@@ -776,6 +776,17 @@ def evaluate_reward_model(reward, data: RewardData) -> dict:
         "pass_rate": float(data.passed.mean()),
     }
     out["spearman"] = float(rf.spearman(rewards, data.scores))
+    # Bradley-Terry fixes rewards only up to a per-prompt offset: R² after
+    # removing each prompt's mean says how well it ranks *within* a prompt.
+    counts = np.bincount(groups)
+    centre = lambda x: x - (np.bincount(groups, weights=x) / counts)[groups]  # noqa: E731
+    if np.ptp(centre(data.scores)) > 0:
+        out["within_prompt_r2"] = float(rf.r2(centre(rewards), centre(data.scores)))
+    if counts.min() >= 2:
+        specs = ["none", "bon", "br", "bw", "random:2"]
+        out["filtered_r2"] = {
+            s: float(rf.filtered_r2(s, rewards, data.scores, groups, rng=0)) for s in specs
+        }
     best = [np.flatnonzero(groups == g)[np.argmax(rewards[groups == g])] for g in np.unique(groups)]
     out["bon_pass_rate"] = float(data.passed[best].mean())
     if members is not None and len(members) > 1:
