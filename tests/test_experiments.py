@@ -372,6 +372,8 @@ def test_control_domain_trains_and_logs_through_the_runner(tmp_path):
     )
     assert br["samples_used"] == 800 and oracle["samples_used"] == 1600
     assert oracle["filtered_r2"] == pytest.approx(1.0)
+    # every ranked group holds the N episodes of one start state
+    assert br["group_size_mean"] == 4.0
 
 
 @LINUX_ONLY

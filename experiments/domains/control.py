@@ -121,6 +121,8 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             "train_true_return": mean_of("true_return_mean"),
             "train_noisy_return": mean_of("noisy_return_mean"),
             "ensemble_std": mean_of("ensemble_std_mean"),
+            # episodes per ranked group: below N when episodes straddle rollouts and groups split
+            "group_size_mean": mean_of("group_size_mean"),
         }
         state["stats"] = []
         log(state["last"])
