@@ -248,6 +248,27 @@ def _spearman_by_domain(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _spearman_at_equal_kept(
+    rows: list[dict[str, Any]], domain: str
+) -> dict[float, tuple[float, int]]:
+    """Spearman(R², performance) within sets of methods that keep the same share of samples.
+
+    A filter that keeps half the samples also trains on half the data, so R² is
+    compared most fairly between methods that keep as many (BR, BW, random:2).
+    """
+    import rewardfilter as rf
+
+    by_kept: dict[float, list[dict[str, Any]]] = {}
+    for p in _r2_points(rows, domain):
+        if math.isfinite(p["kept_fraction"]):
+            by_kept.setdefault(round(p["kept_fraction"], 2), []).append(p)
+    return {
+        kept: (rf.spearman([p["filtered_r2"] for p in pts], [p["y"] for p in pts]), len(pts))
+        for kept, pts in sorted(by_kept.items())
+        if len(pts) >= 3 and len(pts) < len(_r2_points(rows, domain))
+    }
+
+
 def _fmt(x: float, digits: int | None = None) -> str:
     """Fixed decimals when given, else 4 significant digits (returns range from 0.7 to 5000)."""
     if not math.isfinite(x):
@@ -321,6 +342,11 @@ def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expect
             f"Spearman correlation between filtered R² and performance ({domain}, {n} noisy-reward "
             f"method x task points): {_fmt(rho, 2)}"
         )
+        for kept, (rho_k, n_k) in _spearman_at_equal_kept(rows, domain).items():
+            lines.append(
+                f"- among the methods that keep {kept:.0%} of the samples ({n_k} points): "
+                f"{_fmt(rho_k, 2)}"
+            )
     lines += [
         "",
         "![learning curves](curves_step.png)",
