@@ -12,9 +12,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer, Rollout  # noqa: E402
-
 import rewardfilter as rf  # noqa: E402
+from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer, Rollout  # noqa: E402
 
 torch.set_num_threads(1)
 

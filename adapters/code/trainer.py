@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from rewardfilter.adapters.code import ppo
 
 import rewardfilter as rf
 from rewardfilter._validation import param_error
+from rewardfilter.adapters.code import ppo
 
 __all__ = ["PFPPOConfig", "PFPPOTrainer", "sandbox_true_score"]
 
