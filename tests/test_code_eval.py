@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from rewardfilter.adapters.code.evaluate import evaluate, pass_at_k, task_family
 
 

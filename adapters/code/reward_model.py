@@ -808,9 +808,9 @@ class RewardDataConfig:
     """Which responses the reward model learns from and is judged on."""
 
     train_per_family: int = field(
-        default=30,
+        default=60,
         metadata={
-            "help": "Curriculum train-split prompts per family whose samples train the reward model."
+            "help": "Curriculum train-split prompts per family whose samples train the reward model (30 gave held-out accuracy 0.70, 60 gave 0.86 on the default tiny model)."
         },
     )
     heldout_per_family: int = field(
