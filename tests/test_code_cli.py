@@ -125,3 +125,27 @@ def test_build_tiny_end_to_end_micro(tmp_path, capsys):
     # refuses to overwrite without --overwrite
     code, _, err = _run(["code", "build-tiny", str(out)], capsys)
     assert code == 2 and "not empty" in err
+
+
+def test_train_runs_the_trainer_and_rejects_a_missing_reward(tmp_path, capsys):
+    """`code train` wires the policy, the reward and the tasks into PFPPOTrainer."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("rewardfilter.adapters.code.trainer")
+    torch.set_num_threads(1)
+    from rewardfilter.adapters.code.tiny import build_random_tiny
+
+    model = build_random_tiny(tmp_path / "m", hidden_size=32, num_layers=1)
+    base = ["code", "train", "--policy", str(model), "--task-families", "constants"]
+    code, _, err = _run(base + ["--reward", str(tmp_path / "no_rm")], capsys)
+    assert code == 2 and "does not exist" in err
+    out = tmp_path / "run"
+    argv = base + [
+        "--reward", "true", "--out", str(out), "--n-per-family", "2", "--iterations", "1",
+        "--prompts-per-iteration", "2", "--samples-per-prompt", "2", "--max-new-tokens", "4",
+        "--device", "cpu", "--no-progress",
+    ]  # fmt: skip
+    code, stdout, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "trained 1 iterations" in stdout
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    assert (out / "policy" / "config.json").is_file()  # the trained policy loads like any model
