@@ -208,6 +208,7 @@ def test_report_writes_table_csv_and_plots(tiny_run, capsys):
             assert float(row["normalised"]) == pytest.approx(0.0)
     md = (tiny_run / "summary.md").read_text()
     assert "95% bootstrap CI" in md and "Normalised score" in md and "Spearman" in md
+    assert "among the methods that keep 50% of the samples (4 points)" in md  # BR and BW, 2 tasks
     for name in ("curves_step.png", "curves_samples_used.png", "r2_vs_score.png"):
         data = (tiny_run / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, name
