@@ -131,9 +131,13 @@ def time_pfppo(model_dir: str, prompts: list[str], args, spec: str) -> list[floa
     times = []
     for i in range(args.warmup + args.iters):
         t0 = time.perf_counter()
-        trainer.step()
+        rec = trainer.step()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
+    print(
+        f"  (last PF-PPO iteration, filter={spec}: generate {rec['generate_s']:.2f} s, "
+        f"score {rec['score_s']:.2f} s, experience + PPO update {rec['train_s']:.2f} s)"
+    )
     return times
 
 
@@ -199,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -476,9 +476,11 @@ class PFPPOTrainer:
         tasks = self._next_tasks()
         # 2. N responses per prompt (temperature, top-p)
         rollout = self.generate(tasks)
+        t_gen = time.perf_counter()
         # 3. reward-model scores (and ensemble members); true scores from the sandbox
         rewards, members = self.score_reward(rollout)
         scores = np.asarray(self.true_score(rollout.tasks, rollout.completions), dtype=float)
+        t_score = time.perf_counter()
         # 4. the core filter, per prompt group
         weights = self.filter_weights(rewards, rollout.groups, members, scores)
         # 5. kept samples: log-probs, reference log-probs, values, KL-penalised rewards, GAE
@@ -486,6 +488,11 @@ class PFPPOTrainer:
         # 6. clipped PPO policy and value losses over epochs x minibatches
         stats = self.update(exp, weights)
         elapsed = time.perf_counter() - t0
+        timing = {
+            "generate_s": t_gen - t0,
+            "score_s": t_score - t_gen,
+            "train_s": time.perf_counter() - t_score,
+        }
 
         self.iteration += 1
         self.samples_generated += len(rollout.tasks)
@@ -510,6 +517,7 @@ class PFPPOTrainer:
             "tokens_per_s": n_tokens / elapsed,
             "samples_per_s": len(rollout.tasks) / elapsed,
             "time_s": elapsed,
+            **timing,
             "filter": self.filter.spec
             if not isinstance(self.filter, rf.AdaptiveFilter)
             else f"adaptive->{self.filter.chosen_.spec}",
