@@ -516,3 +516,25 @@ def test_code_domain_rejects_bad_runs_before_work(saved_model, tmp_path):
     run["task"] = "humaneval"
     with pytest.raises(ValueError, match="Code task ids"):
         run_code(run, print)
+
+
+def space_reward(prompts, completions):
+    """Reward the fraction of spaces: an easy target that only a correct policy gradient climbs."""
+    return np.array([sum(ch == " " for ch in c) / max(len(c), 1) for c in completions])
+
+
+@pytest.mark.parametrize("spec", ["none", "br"])
+def test_ppo_climbs_an_easy_reward(tokenizer, spec):
+    """End to end: a sign or indexing error anywhere in the update makes this flat."""
+    trainer = make_trainer(
+        tokenizer,
+        reward=space_reward,
+        filter=spec,
+        samples_per_prompt=4,
+        prompts_per_iteration=4,
+        ppo_epochs=4,
+        policy_lr=1e-2,
+        kl_coef=0.0,
+    )
+    rewards = [trainer.step()["reward_mean"] for _ in range(12)]
+    assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
