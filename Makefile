@@ -19,10 +19,14 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest -q
 
+# The main comparative experiment (resumable: re-running skips finished runs), then its table and plots.
 demo: install
-	$(VENV)/bin/rewardfilter demo-core
+	$(VENV)/bin/rewardfilter run experiments/demo.yaml --out runs/demo
+	$(VENV)/bin/rewardfilter report runs/demo
 
+# trl is only the baseline of benchmarks/code_trainer.py, so it is not a package dependency.
 bench: install
+	$(PY) -m pip install --quiet trl==1.16.0
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: install

@@ -25,8 +25,9 @@ import statistics
 import time
 
 import torch as th
-from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
 from stable_baselines3 import PPO
+
+from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
 
 
 class TimedFilteredRolloutBuffer(FilteredRolloutBuffer):

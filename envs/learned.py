@@ -29,9 +29,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from rewardfilter.envs.noise import NoiseModel
 
 from rewardfilter._validation import param_error
+from rewardfilter.envs.noise import NoiseModel
 
 #: Bump when the cached arrays change meaning; older files are then refitted.
 FORMAT_VERSION = 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+
 from rewardfilter.envs.wrappers import NoisyReward
 
 NAMESPACE = "rewardfilter"

@@ -12,6 +12,8 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+
+from rewardfilter._validation import param_error
 from rewardfilter.envs.learned import LearnedRewardConfig, LearnedRewardModel
 from rewardfilter.envs.noise import (
     ConfusionNoise,
@@ -25,8 +27,6 @@ from rewardfilter.envs.noise import (
     NoNoiseConfig,
     config_from_kwargs,
 )
-
-from rewardfilter._validation import param_error
 
 #: name -> (model class, config dataclass)
 NOISE_MODELS: dict[str, tuple[type[NoiseModel], type]] = {

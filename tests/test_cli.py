@@ -30,5 +30,7 @@ def test_import_is_light():
         "heavy = [m for m in ('torch', 'gymnasium', 'stable_baselines3', 'transformers', 'ray', 'sklearn')"
         " if m in sys.modules]; print(heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -7,8 +7,9 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import rewardfilter.envs as rfe
 from gymnasium.utils.env_checker import check_env
+
+import rewardfilter.envs as rfe
 from rewardfilter.envs import learned as learned_mod
 
 # a learned model small enough to fit in well under a second

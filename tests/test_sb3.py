@@ -10,6 +10,12 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+import rewardfilter as rf
 from rewardfilter.adapters.sb3 import (
     FilteredDictRolloutBuffer,
     FilteredRolloutBuffer,
@@ -18,12 +24,6 @@ from rewardfilter.adapters.sb3 import (
     make_grouped_vec_env,
 )
 from rewardfilter.envs import CACHE_ENV_VAR
-from stable_baselines3 import A2C, PPO
-from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-import rewardfilter as rf
 
 th.set_num_threads(1)
 

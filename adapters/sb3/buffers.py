@@ -72,10 +72,10 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from rewardfilter.adapters.sb3.grouping import GROUP_ID_KEY, OBSERVED_REWARD_KEY
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
 import rewardfilter as rf
+from rewardfilter.adapters.sb3.grouping import GROUP_ID_KEY, OBSERVED_REWARD_KEY
 
 STAT_KEYS = (
     "kept_fraction",

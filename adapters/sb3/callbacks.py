@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-from rewardfilter.adapters.sb3.buffers import STAT_KEYS, _FilterMixin
 from stable_baselines3.common.callbacks import BaseCallback
+
+from rewardfilter.adapters.sb3.buffers import STAT_KEYS, _FilterMixin
 
 
 class FilterStatsCallback(BaseCallback):

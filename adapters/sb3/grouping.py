@@ -29,11 +29,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from rewardfilter.envs import NOISE_SEED_OPTION, TASKS, NoisyReward
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rewardfilter._validation import param_error
+from rewardfilter.envs import NOISE_SEED_OPTION, TASKS, NoisyReward
 
 #: info keys written by GroupMember
 GROUP_ID_KEY = "group_id"
