@@ -232,6 +232,11 @@ def test_capabilities_as_root():
     }
     venv = os.path.realpath(sys.prefix)
     assert any(venv == h or venv.startswith(h + "/") for h in caps["hidden"]), caps["hidden"]
+    # and programs really cannot see it (wherever the project is checked out, /tmp included)
+    probe = os.path.join(venv, "pyvenv.cfg")
+    assert os.path.exists(probe)
+    res = execute(f"import os\nassert not os.path.exists({probe!r})\n")
+    assert res.passed, res.detail
 
 
 def test_statuses_are_documented():
@@ -574,3 +579,21 @@ def test_losing_a_worker_mid_batch_leaves_no_hole():
         assert set(statuses) <= {"passed", "killed"} and "killed" in statuses, statuses
         assert statuses.count("killed") <= 2  # the program being run, at most one more
         assert pool.map(["pass"])[0].passed
+
+
+@pytest.mark.parametrize(
+    ("path", "system"),
+    [
+        ("/usr", True),
+        ("/usr/lib/python3", True),
+        ("/", True),
+        ("/var", True),
+        ("/var/lib/ci/checkout", False),  # a CI checkout below /var is hidden like any other
+        ("/work/project", False),
+        ("/root", False),
+    ],
+)
+def test_system_paths_are_never_hidden_but_checkouts_below_var_are(path, system):
+    from rewardfilter.adapters.code._zygote import _is_system_path
+
+    assert _is_system_path(path) is system

@@ -518,6 +518,7 @@ UID = 0
 PROTO_IN = PROTO_OUT = -1
 WORKDIR_NS = "/tmp/w"
 _OWN_PIDNS = False  # set only in the child of our own unshare(CLONE_NEWPID)
+_COVERED: list[str] = []  # host directories already replaced by an empty private tmpfs
 
 
 def _enter_namespaces() -> tuple[bool, bool]:
@@ -557,16 +558,18 @@ def _enter_namespaces() -> tuple[bool, bool]:
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
     except OSError:
         return True, False
+    _COVERED.append("/tmp")
     for extra in ("/dev/shm", "/var/tmp", "/run/lock", "/dev/mqueue"):
         if os.path.isdir(extra):
             try:
                 _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+                _COVERED.append(extra)
             except OSError:
                 pass
     return True, os.getpid() == 1
 
 
-#: Never hidden: the system directories programs legitimately use.
+#: Never hidden: the system directories programs legitimately use (nor their ancestors).
 _SYSTEM_DIRS = (
     "/bin",
     "/dev",
@@ -582,6 +585,21 @@ _SYSTEM_DIRS = (
     "/usr",
     "/var",
 )
+#: Where a checkout or virtualenv may live below a system directory (/var/lib/ci/...):
+#: below these, project paths are hidden like anywhere else.
+_HIDEABLE_BELOW = ("/var",)
+
+
+def _is_system_path(path: str) -> bool:
+    """A system directory, one of their ancestors, or a path inside one that holds system files."""
+    if path == "/":
+        return True
+    for d in _SYSTEM_DIRS:
+        if path == d or d.startswith(path + "/"):
+            return True
+        if path.startswith(d + "/") and d not in _HIDEABLE_BELOW:
+            return True
+    return False
 
 
 def _hide(paths: list[str]) -> list[str]:
@@ -596,15 +614,10 @@ def _hide(paths: list[str]) -> list[str]:
     hidden = []
     for path in paths:
         path = os.path.realpath(path)
-        if (
-            not os.path.isabs(path)
-            or not os.path.isdir(path)
-            or path == "/"
-            or any(
-                path == d or d.startswith(path + "/") or path.startswith(d + "/")
-                for d in _SYSTEM_DIRS
-            )
-        ):
+        if any(path == d or path.startswith(d + "/") for d in _COVERED):
+            hidden.append(path)  # already covered by a private tmpfs (a checkout under /tmp)
+            continue
+        if not os.path.isabs(path) or not os.path.isdir(path) or _is_system_path(path):
             continue
         try:
             _mount(
