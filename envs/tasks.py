@@ -55,6 +55,8 @@ _SPECS = (
     TaskSpec("CartPole-v1", (0.0, 1.0), (0.0, 500.0), True, 500),
     TaskSpec("Acrobot-v1", (-1.0, 0.0), (-500.0, 0.0), True, 500),
     TaskSpec("LunarLander-v3", (-5.0, 5.0), (-300.0, 300.0), False, 1000),
+    # MuJoCo's cheapest dense-reward task: 50-step episodes, reward -distance - control cost
+    TaskSpec("Reacher-v5", (-2.0, 0.0), (-50.0, 0.0), False, 50),
     TaskSpec("HalfCheetah-v5", (-1.0, 10.0), (-500.0, 6000.0), False, 1000),
     TaskSpec("Hopper-v5", (0.0, 4.0), (0.0, 3500.0), False, 1000),
 )

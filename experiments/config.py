@@ -104,6 +104,13 @@ class TaskConfig:
         default_factory=dict,
         metadata={"help": "Budget overrides for this task (steps, eval_every, eval_episodes)."},
     )
+    noise: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Names of the noise models this task runs under (default: all), e.g. only "
+            "those under which the noisy reward measurably hurts on this task."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,8 @@ class ExperimentConfig:
         for task in self.tasks:
             budget = {**dataclasses.asdict(self.budget), **task.budget}
             for noise in self.noise:
+                if task.noise and noise.name not in task.noise:
+                    continue
                 for method in self.methods:
                     if method.noise and noise.name not in method.noise:
                         continue
@@ -415,12 +424,7 @@ def _check_method(c: _Checker, raw: Any, path: str, default_n: int) -> MethodCon
         except ValueError as exc:
             c.error(_join(path, "group_size"), str(exc))
     hparams = c.dict_of_any(raw.get("hparams"), _join(path, "hparams"))
-    only = raw.get("noise", [])
-    if isinstance(only, str):
-        only = [only]
-    if not isinstance(only, list) or not all(isinstance(x, str) for x in only):
-        c.error(_join(path, "noise"), f"must be a list of noise model names; got {_show(only)}.")
-        only = []
+    only = _noise_names(c, raw.get("noise", []), _join(path, "noise"))
     if len(c.errors) > n_errors:
         return None
     return MethodConfig(
@@ -499,6 +503,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
                 label=label,
                 hparams=c.dict_of_any(t.get("hparams"), _join(path, "hparams")),
                 budget=_check_budget(c, t.get("budget"), _join(path, "budget"), budget),
+                noise=tuple(_noise_names(c, t.get("noise", []), _join(path, "noise"))),
             )
         )
     _check_unique(c, [t.label for t in tasks], "tasks", "label")
@@ -533,11 +538,13 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
             indices.append(i)
     _check_unique(c, [m.name for m in methods], "methods", "name")
     noise_names = {nz.name for nz in noises}
-    for i, m in zip(indices, methods, strict=True):
-        for name_ in m.noise:
+    restricted = [(f"methods[{i}]", m) for i, m in zip(indices, methods, strict=True)]
+    restricted += [(f"tasks[{i}]", t) for i, t in enumerate(tasks)]
+    for path, item in restricted:
+        for name_ in item.noise:
             if noises and name_ not in noise_names:
                 c.error(
-                    f"methods[{i}].noise",
+                    f"{path}.noise",
                     f"names no noise model: {name_!r}; noise models: {', '.join(sorted(noise_names))}.",
                 )
 
@@ -566,6 +573,15 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
         group_size=default_n,
         report=report,
     )
+
+
+def _noise_names(c: _Checker, raw: Any, path: str) -> list[str]:
+    """A ``noise:`` restriction: a name or a list of noise model names."""
+    only = [raw] if isinstance(raw, str) else raw
+    if not isinstance(only, list) or not all(isinstance(x, str) for x in only):
+        c.error(path, f"must be a list of noise model names; got {_show(raw)}.")
+        return []
+    return only
 
 
 def _check_unique(c: _Checker, values: list[str], path: str, key: str) -> None:

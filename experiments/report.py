@@ -9,6 +9,10 @@ From the finished runs of an output folder it writes
 * ``summary.md``: the table a paper would print (rows: methods; columns:
   tasks), the normalised scores, and the Spearman correlation between filtered
   R² and performance per domain;
+* an *equal samples* table: every method's true return when it had used as
+  many samples in gradient updates as the method that used fewest (a filter
+  keeping 2 of N trains on fewer samples per environment step; this separates
+  "less data" from "better data", with ``random:2`` as the control);
 * ``curves_step.png`` / ``curves_samples_used.png``: learning curves of the
   true return with CI bands, per task, against environment steps and against
   samples used in gradient updates (filters train on fewer samples per step);
@@ -47,6 +51,13 @@ class ReportOptions:
     seed: int = field(
         default=0, metadata={"help": "Seed of the bootstrap (the report is deterministic)."}
     )
+    out: str = field(
+        default="",
+        metadata={
+            "help": "Folder to write the summary and plots to (default: the experiment folder), "
+            "e.g. experiments/results/NAME to publish them."
+        },
+    )
 
 
 @dataclass
@@ -58,6 +69,9 @@ class Report:
     files: list[Path]
     spearman: dict[str, float]
 
+
+#: x axis of the learning curves -> how the Markdown names it
+CURVE_AXES = {"step": "environment / training steps", "samples_used": "samples used in updates"}
 
 # --------------------------------------------------------------------------- statistics
 
@@ -109,6 +123,27 @@ def _load(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
     return runs, config, expected
 
 
+def _true_return_at(run: dict[str, Any], samples: float) -> float:
+    """True return of a run when it had used ``samples`` samples (linear between evaluations).
+
+    NaN when the run never got that far or was first evaluated later: a value
+    is never extrapolated.
+    """
+    recs = [
+        rec
+        for rec in run["records"]
+        if math.isfinite(rec.get("samples_used", math.nan))
+        and math.isfinite(rec.get("true_return", math.nan))
+    ]
+    if not recs or not math.isfinite(samples):
+        return math.nan
+    x = np.array([rec["samples_used"] for rec in recs], float)
+    y = np.array([rec["true_return"] for rec in recs], float)
+    if samples < x[0] or samples > x[-1]:
+        return math.nan
+    return float(np.interp(samples, x, y))
+
+
 def _column(run: dict[str, Any], many_noises: bool) -> str:
     label = run.get("task_label") or run["task"]
     return f"{label} ({run['noise']['name']})" if many_noises else label
@@ -126,8 +161,9 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
     options = options or ReportOptions()
     for key, value in overrides.items():
         setattr(options, key, value)
-    out = Path(options.dir)
-    runs, config, expected = _load(out)
+    runs, config, expected = _load(Path(options.dir))
+    out = Path(options.out or options.dir)
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(options.seed)
     baseline = (config.get("report") or {}).get("baseline", "PPO-M")
     oracle = (config.get("report") or {}).get("oracle", "oracle")
@@ -141,6 +177,17 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
 
     rows: list[dict[str, Any]] = []
     for col in columns:
+        # the fewest samples any method of this column used: where all are compared on equal data
+        equal_samples = min(
+            (
+                _nanmean(
+                    [r["final"].get("samples_used", math.nan) for r in cells.get((col, m), [])]
+                )
+                for m in methods
+                if cells.get((col, m))
+            ),
+            default=math.nan,
+        )
         finals = {
             m: np.array([r["final"]["true_return"] for r in cells.get((col, m), [])], dtype=float)
             for m in methods
@@ -160,6 +207,8 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
             )
             ci = bootstrap_ci(x, rng, options.resamples)
             nci = bootstrap_ci(norm, rng, options.resamples)
+            at_equal = np.array([_true_return_at(r, equal_samples) for r in group], dtype=float)
+            eci = bootstrap_ci(at_equal, rng, options.resamples)
             first = group[0]
             rows.append(
                 {
@@ -198,17 +247,22 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
                         [r["final"].get("samples_used", math.nan) for r in group]
                     ),
                     "steps": _nanmean([r["final"].get("step", math.nan) for r in group]),
+                    "equal_samples": equal_samples,
+                    "true_return_at_equal_samples": _nanmean(at_equal),
+                    "equal_samples_ci_low": eci[0],
+                    "equal_samples_ci_high": eci[1],
                 }
             )
 
     files = [_write_csv(out / "summary.csv", rows)]
     spearman = _spearman_by_domain(rows)
+    curve_keys = ["step", "samples_used"] if options.x == "both" else [options.x]
     markdown = _markdown(
-        rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config
+        rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config, curve_keys
     )
     (out / "summary.md").write_text(markdown)
     files.append(out / "summary.md")
-    files += _plot_curves(out, runs, columns, methods, many_noises, options, rng)
+    files += _plot_curves(out, runs, columns, methods, many_noises, curve_keys, options, rng)
     files.append(_plot_r2(out, rows, spearman))
     return Report(rows=rows, markdown=markdown, files=files, spearman=spearman)
 
@@ -276,7 +330,9 @@ def _fmt(x: float, digits: int | None = None) -> str:
     return f"{x:.{digits}f}" if digits is not None else f"{x:.4g}"
 
 
-def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expected, config) -> str:
+def _markdown(
+    rows, columns, methods, baseline, oracle, spearman, n_runs, expected, config, curve_keys
+) -> str:
     by = {(r["column"], r["method"]): r for r in rows}
     n_seeds = sorted({r["n_seeds"] for r in rows})
     seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]}"
@@ -321,6 +377,31 @@ def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expect
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(_nanmean(vals), 2)} |")
     lines += [
         "",
+        "True return at equal samples used in gradient updates (the fewest any method of the "
+        "column used, given under the column name): a filter that keeps 2 of N samples trains on "
+        "fewer; here every method is compared on as much data. mean [95% CI].",
+        "",
+        "| method | "
+        + " | ".join(
+            f"{col} @ {_fmt(next((r['equal_samples'] for r in rows if r['column'] == col), math.nan))}"
+            for col in columns
+        )
+        + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for m in methods:
+        cells = []
+        for col in columns:
+            r = by.get((col, m))
+            cells.append(
+                ""
+                if r is None
+                else f"{_fmt(r['true_return_at_equal_samples'])} "
+                f"[{_fmt(r['equal_samples_ci_low'])}, {_fmt(r['equal_samples_ci_high'])}]"
+            )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "Filtered R² (reward vs true return on kept episodes, mean over the run) and kept fraction.",
         "",
     ]
@@ -349,8 +430,7 @@ def _markdown(rows, columns, methods, baseline, oracle, spearman, n_runs, expect
             )
     lines += [
         "",
-        "![learning curves](curves_step.png)",
-        "",
+        *[f"![learning curves against {CURVE_AXES[k]}](curves_{k}.png)\n" for k in curve_keys],
         "![R² vs performance](r2_vs_score.png)",
         "",
     ]
@@ -388,13 +468,12 @@ def _curve(runs: list[dict[str, Any]], key: str, rng, resamples: int, points: in
     return grid, mean, np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
 
 
-def _plot_curves(out, runs, columns, methods, many_noises, options, rng) -> list[Path]:
+def _plot_curves(out, runs, columns, methods, many_noises, keys, options, rng) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["step", "samples_used"] if options.x == "both" else [options.x]
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     files = []
     for key in keys:

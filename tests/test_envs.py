@@ -46,6 +46,7 @@ def test_every_task_is_registered():
         "rewardfilter/CartPole-v1",
         "rewardfilter/Acrobot-v1",
         "rewardfilter/LunarLander-v3",
+        "rewardfilter/Reacher-v5",
         "rewardfilter/HalfCheetah-v5",
         "rewardfilter/Hopper-v5",
     }

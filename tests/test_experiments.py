@@ -17,7 +17,7 @@ import yaml
 
 from rewardfilter.cli import main
 from rewardfilter.experiments.config import ConfigError, load_config, parse_config
-from rewardfilter.experiments.report import bootstrap_ci
+from rewardfilter.experiments.report import _true_return_at, bootstrap_ci, make_report
 from rewardfilter.experiments.runner import execute_run, finished_runs, read_jsonl, run_experiment
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -34,7 +34,11 @@ def tiny_raw(**changes) -> dict:
 # --------------------------------------------------------------------------- config validation
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "demo.yaml", "control.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["tiny.yaml", "demo.yaml", "control.yaml"]
+    + [f"study/{p.name}" for p in sorted((EXPERIMENTS / "study").glob("*.yaml"))],
+)
 def test_shipped_configs_are_valid_and_expand_to_unique_stable_ids(name):
     config = load_config(EXPERIMENTS / name)
     runs = config.expand("/tmp/out")
@@ -212,6 +216,52 @@ def test_report_writes_table_csv_and_plots(tiny_run, capsys):
     for name in ("curves_step.png", "curves_samples_used.png", "r2_vs_score.png"):
         data = (tiny_run / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, name
+    assert "True return at equal samples used" in md and "(curves_samples_used.png)" in md
+
+
+def test_report_compares_at_equal_samples_used(tiny_run, tmp_path):
+    """BR keeps half the samples: every method is read off where it had used as many as BR."""
+    out = tmp_path / "published"
+    report = make_report(dir=str(tiny_run), out=str(out), resamples=200)
+    assert (out / "summary.md").exists() and not (out / "runs").exists()
+    runs = finished_runs(tiny_run)
+    for row in report.rows:
+        group = [
+            r
+            for r in runs
+            if r["task_label"] == row["column"] and r["method"]["name"] == row["method"]
+        ]
+        fewest = min(
+            np.mean(
+                [
+                    r["final"]["samples_used"]
+                    for r in runs
+                    if r["task_label"] == row["column"] and r["method"]["name"] == m
+                ]
+            )
+            for m in {r["method"]["name"] for r in runs}
+        )
+        assert row["equal_samples"] == pytest.approx(fewest)
+        # read off each run's own evaluations, linearly between them
+        expected = []
+        for r in group:
+            x = [rec["samples_used"] for rec in r["records"]]
+            y = [rec["true_return"] for rec in r["records"]]
+            expected.append(np.interp(fewest, x, y) if x[0] <= fewest <= x[-1] else np.nan)
+        assert row["true_return_at_equal_samples"] == pytest.approx(np.nanmean(expected))
+        if row["method"] in ("PF-PPO (BR)", "PF-PPO (BW)"):  # they used fewest: their final value
+            assert row["true_return_at_equal_samples"] == pytest.approx(row["final_true_return"])
+
+
+def test_true_return_at_never_extrapolates():
+    run = {
+        "records": [
+            {"samples_used": 10, "true_return": 1.0},
+            {"samples_used": 30, "true_return": 3.0},
+        ]
+    }
+    assert _true_return_at(run, 20) == pytest.approx(2.0)
+    assert np.isnan(_true_return_at(run, 5)) and np.isnan(_true_return_at(run, 31))
 
 
 def test_report_on_a_missing_folder_fails_cleanly(tmp_path, capsys):
@@ -341,6 +391,24 @@ def test_methods_can_be_restricted_to_some_noise_models():
     assert pairs == {("a", "PPO-M"), ("b", "PPO-M"), ("b", "PF-PPO (BR)")}
     raw["methods"][1]["noise"] = ["c"]
     with pytest.raises(ConfigError, match=r"methods\[1\].noise: names no noise model: 'c'"):
+        parse_config(raw)
+
+
+def test_tasks_can_be_restricted_to_some_noise_models():
+    raw = tiny_raw(
+        noise=[{"name": "a", "model": "gaussian"}, {"name": "b", "model": "heteroscedastic"}],
+        methods=["PPO-M"],
+        tasks=[{"id": "bandit/4x3", "noise": ["a"]}, {"id": "bandit/8x4"}],
+        seeds=1,
+    )
+    runs = parse_config(raw).expand()
+    pairs = {(r["task_label"], r["noise"]["name"]) for r in runs}
+    assert pairs == {("4x3", "a"), ("8x4", "a"), ("8x4", "b")}
+    raw["tasks"][0]["noise"] = "c"
+    with pytest.raises(ConfigError, match=r"tasks\[0\].noise: names no noise model: 'c'"):
+        parse_config(raw)
+    raw["tasks"][0]["noise"] = [3]
+    with pytest.raises(ConfigError, match=r"tasks\[0\].noise: must be a list of noise model names"):
         parse_config(raw)
 
 
