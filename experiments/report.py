@@ -144,6 +144,41 @@ def _true_return_at(run: dict[str, Any], samples: float) -> float:
     return float(np.interp(samples, x, y))
 
 
+def _cost(runs: list[dict[str, Any]]) -> str:
+    """What the finished runs cost: the sum of their CPU time (and wall time) in hours."""
+    cpu = sum(r["final"].get("cpu_s", 0.0) for r in runs) / 3600
+    wall = sum(r["final"].get("wall_s", 0.0) for r in runs) / 3600
+    return (
+        f"Cost: {len(runs)} runs, {cpu:.2f} CPU-hours of their processes "
+        f"({wall:.2f} h of wall time summed over runs)."
+    )
+
+
+def _share_true_reward_runs(cells, runs, columns, many_noises) -> dict[tuple[str, str], str]:
+    """Let a method trained on the true reward (the oracle) fill the task's other noise columns.
+
+    Its training does not depend on the noise model, so a config may run it
+    under one noise model only (``{standard: oracle, noise: [...]}``) and save
+    the duplicate runs; it then anchors the normalised score of every noise
+    column of its task. Returns (column, method) -> the column it came from.
+    """
+    shared = {}
+    true_methods = _ordered([r["method"]["name"] for r in runs if r["method"]["reward"] == "true"])
+    for col in columns:
+        task = next(r["task_label"] for r in runs if _column(r, many_noises) == col)
+        for m in true_methods:
+            if (col, m) in cells:
+                continue
+            source = next(
+                (c for c in columns if (c, m) in cells and cells[(c, m)][0]["task_label"] == task),
+                None,
+            )
+            if source is not None:
+                cells[(col, m)] = cells[(source, m)]
+                shared[(col, m)] = source
+    return shared
+
+
 def _column(run: dict[str, Any], many_noises: bool) -> str:
     label = run.get("task_label") or run["task"]
     return f"{label} ({run['noise']['name']})" if many_noises else label
@@ -174,6 +209,8 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in runs:
         cells.setdefault((_column(r, many_noises), r["method"]["name"]), []).append(r)
+    shared = _share_true_reward_runs(cells, runs, columns, many_noises)
+    noise_of = {_column(r, many_noises): r["noise"]["name"] for r in runs}
 
     rows: list[dict[str, Any]] = []
     for col in columns:
@@ -214,7 +251,7 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
                 {
                     "domain": first["domain"],
                     "task": first["task"],
-                    "noise": first["noise"]["name"],
+                    "noise": noise_of[col],
                     "column": col,
                     "method": m,
                     "reward": first["method"]["reward"],
@@ -247,6 +284,7 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
                         [r["final"].get("samples_used", math.nan) for r in group]
                     ),
                     "steps": _nanmean([r["final"].get("step", math.nan) for r in group]),
+                    "shared_from": shared.get((col, m), ""),
                     "equal_samples": equal_samples,
                     "true_return_at_equal_samples": _nanmean(at_equal),
                     "equal_samples_ci_low": eci[0],
@@ -257,12 +295,21 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
     files = [_write_csv(out / "summary.csv", rows)]
     spearman = _spearman_by_domain(rows)
     curve_keys = ["step", "samples_used"] if options.x == "both" else [options.x]
+    cost = _cost(runs)
     markdown = _markdown(
         rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config, curve_keys
     )
+    if shared:
+        cost += (
+            "\nMethods trained on the true reward ("
+            + ", ".join(sorted({m for _, m in shared}))
+            + ") do not depend on the noise model: they ran under one and are shared by the "
+            "task's other noise columns."
+        )
+    markdown = markdown.replace("\n\n", f"\n\n{cost}\n\n", 1)
     (out / "summary.md").write_text(markdown)
     files.append(out / "summary.md")
-    files += _plot_curves(out, runs, columns, methods, many_noises, curve_keys, options, rng)
+    files += _plot_curves(out, cells, columns, methods, curve_keys, options, rng)
     files.append(_plot_r2(out, rows, spearman))
     return Report(rows=rows, markdown=markdown, files=files, spearman=spearman)
 
@@ -468,7 +515,7 @@ def _curve(runs: list[dict[str, Any]], key: str, rng, resamples: int, points: in
     return grid, mean, np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
 
 
-def _plot_curves(out, runs, columns, methods, many_noises, keys, options, rng) -> list[Path]:
+def _plot_curves(out, cells, columns, methods, keys, options, rng) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -481,17 +528,14 @@ def _plot_curves(out, runs, columns, methods, many_noises, keys, options, rng) -
         fig, axes = plt.subplots(1, len(columns), figsize=(width, 3.8), squeeze=False)
         for ax, col in zip(axes[0], columns, strict=True):
             for m in methods:
-                group = [
-                    r for r in runs if _column(r, many_noises) == col and r["method"]["name"] == m
-                ]
-                curve = _curve(group, key, rng, min(options.resamples, 1000))
+                curve = _curve(cells.get((col, m), []), key, rng, min(options.resamples, 1000))
                 if curve is None:
                     continue
                 x, mean, lo, hi = curve
                 ax.plot(x, mean, label=m, color=colors[m], lw=1.6)
                 ax.fill_between(x, lo, hi, color=colors[m], alpha=0.18, lw=0)
             ax.set_title(col, fontsize=10)
-            domain = next((r["domain"] for r in runs if _column(r, many_noises) == col), "")
+            domain = next((g[0]["domain"] for (c, _), g in cells.items() if c == col), "")
             steps = "environment steps" if domain == "control" else "training steps"
             ax.set_xlabel(steps if key == "step" else "samples used in gradient updates")
             ax.grid(alpha=0.3)

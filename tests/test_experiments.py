@@ -217,6 +217,8 @@ def test_report_writes_table_csv_and_plots(tiny_run, capsys):
         data = (tiny_run / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, name
     assert "True return at equal samples used" in md and "(curves_samples_used.png)" in md
+    cpu_h = sum(r["final"]["cpu_s"] for r in finished_runs(tiny_run)) / 3600
+    assert f"Cost: 16 runs, {cpu_h:.2f} CPU-hours" in md
 
 
 def test_report_compares_at_equal_samples_used(tiny_run, tmp_path):
@@ -466,3 +468,27 @@ def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path, monkeypatch):
     assert load_config("demo.yaml").name == "demo"
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config("nope.yaml")
+
+
+def test_oracle_run_under_one_noise_model_anchors_every_noise_column(tmp_path):
+    """The oracle never sees the noise: run once per task, it scores 1 in each noise column."""
+    raw = tiny_raw(
+        noise=[
+            {"name": "a", "model": "heteroscedastic", "kwargs": {"std_low": 0.6}},
+            {"name": "b", "model": "heteroscedastic", "kwargs": {"std_low": 0.3}},
+        ],
+        methods=[{"standard": "oracle", "noise": ["a"]}, "PPO-M", "BR"],
+        tasks=[{"id": "bandit/8x4"}],
+        seeds=2,
+    )
+    config = tmp_path / "shared.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert len(finished_runs(out)) == 2 + 2 * 2 * 2  # the oracle's 2 seeds ran once
+    report = make_report(dir=str(out), resamples=100)
+    oracle_rows = [r for r in report.rows if r["method"] == "oracle"]
+    assert [(r["noise"], r["shared_from"]) for r in oracle_rows] == [("a", ""), ("b", "8x4 (a)")]
+    assert all(r["normalised"] == pytest.approx(1.0) for r in oracle_rows)
+    assert oracle_rows[0]["final_true_return"] == oracle_rows[1]["final_true_return"]
+    assert "are shared by the task's other noise columns" in report.markdown
