@@ -9,10 +9,10 @@ From the finished runs of an output folder it writes
 * ``summary.md``: the table a paper would print (rows: methods; columns:
   tasks), the normalised scores, and the Spearman correlation between filtered
   R² and performance per domain;
-* an *equal samples* table: every method's true return when it had used as
-  many samples in gradient updates as the method that used fewest (a filter
-  keeping 2 of N trains on fewer samples per environment step; this separates
-  "less data" from "better data", with ``random:2`` as the control);
+* an *equal samples* table: each method's final true return against the
+  baseline's (PPO-M's) when it had used as many samples in gradient updates
+  (a filter keeping 2 of N trains on fewer samples per environment step; this
+  separates "less data" from "better data", with ``random:2`` as the control);
 * ``curves_step.png`` / ``curves_samples_used.png``: learning curves of the
   true return with CI bands, per task, against environment steps and against
   samples used in gradient updates (filters train on fewer samples per step);
@@ -89,6 +89,21 @@ def bootstrap_ci(
     means = v[rng.integers(v.size, size=(resamples, v.size))].mean(axis=1)
     alpha = (1.0 - level) / 2
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def bootstrap_diff_ci(
+    a: Any, b: Any, rng: np.random.Generator, resamples: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of mean(a) - mean(b), the two samples resampled independently."""
+    a, b = (np.asarray(v, dtype=float) for v in (a, b))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return (math.nan, math.nan)
+    diffs = a[rng.integers(a.size, size=(resamples, a.size))].mean(axis=1) - b[
+        rng.integers(b.size, size=(resamples, b.size))
+    ].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    return (float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)))
 
 
 def _nanmean(values: Any) -> float:
@@ -214,17 +229,6 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
 
     rows: list[dict[str, Any]] = []
     for col in columns:
-        # the fewest samples any method of this column used: where all are compared on equal data
-        equal_samples = min(
-            (
-                _nanmean(
-                    [r["final"].get("samples_used", math.nan) for r in cells.get((col, m), [])]
-                )
-                for m in methods
-                if cells.get((col, m))
-            ),
-            default=math.nan,
-        )
         finals = {
             m: np.array([r["final"]["true_return"] for r in cells.get((col, m), [])], dtype=float)
             for m in methods
@@ -244,8 +248,12 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
             )
             ci = bootstrap_ci(x, rng, options.resamples)
             nci = bootstrap_ci(norm, rng, options.resamples)
-            at_equal = np.array([_true_return_at(r, equal_samples) for r in group], dtype=float)
-            eci = bootstrap_ci(at_equal, rng, options.resamples)
+            # the baseline (PPO-M) when it had used as many samples as this method used in all
+            samples = _nanmean([r["final"].get("samples_used", math.nan) for r in group])
+            base_at = np.array(
+                [_true_return_at(r, samples) for r in cells.get((col, baseline), [])], dtype=float
+            )
+            gain_ci = bootstrap_diff_ci(x, base_at, rng, options.resamples)
             first = group[0]
             rows.append(
                 {
@@ -285,10 +293,10 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
                     ),
                     "steps": _nanmean([r["final"].get("step", math.nan) for r in group]),
                     "shared_from": shared.get((col, m), ""),
-                    "equal_samples": equal_samples,
-                    "true_return_at_equal_samples": _nanmean(at_equal),
-                    "equal_samples_ci_low": eci[0],
-                    "equal_samples_ci_high": eci[1],
+                    "baseline_at_equal_samples": _nanmean(base_at),
+                    "gain_at_equal_samples": _nanmean(x) - _nanmean(base_at),
+                    "gain_at_equal_samples_ci_low": gain_ci[0],
+                    "gain_at_equal_samples_ci_high": gain_ci[1],
                 }
             )
 
@@ -424,16 +432,13 @@ def _markdown(
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(_nanmean(vals), 2)} |")
     lines += [
         "",
-        "True return at equal samples used in gradient updates (the fewest any method of the "
-        "column used, given under the column name): a filter that keeps 2 of N samples trains on "
-        "fewer; here every method is compared on as much data. mean [95% CI].",
+        f"At equal samples used in gradient updates: final true return minus {baseline}'s true "
+        f"return when it had used as many samples as the method used in all (in parentheses). "
+        f"A filter that keeps 2 of N trains on fewer samples; a gain here is better data, not "
+        f"more (random:2 is the control with the same amount of blindly chosen data). "
+        f"mean [95% CI].",
         "",
-        "| method | "
-        + " | ".join(
-            f"{col} @ {_fmt(next((r['equal_samples'] for r in rows if r['column'] == col), math.nan))}"
-            for col in columns
-        )
-        + " |",
+        "| method | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for m in methods:
@@ -443,8 +448,9 @@ def _markdown(
             cells.append(
                 ""
                 if r is None
-                else f"{_fmt(r['true_return_at_equal_samples'])} "
-                f"[{_fmt(r['equal_samples_ci_low'])}, {_fmt(r['equal_samples_ci_high'])}]"
+                else f"{_fmt(r['gain_at_equal_samples'])} [{_fmt(r['gain_at_equal_samples_ci_low'])}, "
+                f"{_fmt(r['gain_at_equal_samples_ci_high'])}] ({_fmt(r['baseline_at_equal_samples'])} "
+                f"@ {_fmt(r['samples_used'], 0)})"
             )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += [

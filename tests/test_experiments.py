@@ -17,7 +17,12 @@ import yaml
 
 from rewardfilter.cli import main
 from rewardfilter.experiments.config import ConfigError, load_config, parse_config
-from rewardfilter.experiments.report import _true_return_at, bootstrap_ci, make_report
+from rewardfilter.experiments.report import (
+    _true_return_at,
+    bootstrap_ci,
+    bootstrap_diff_ci,
+    make_report,
+)
 from rewardfilter.experiments.runner import execute_run, finished_runs, read_jsonl, run_experiment
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -216,43 +221,49 @@ def test_report_writes_table_csv_and_plots(tiny_run, capsys):
     for name in ("curves_step.png", "curves_samples_used.png", "r2_vs_score.png"):
         data = (tiny_run / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, name
-    assert "True return at equal samples used" in md and "(curves_samples_used.png)" in md
+    assert "At equal samples used in gradient updates" in md and "(curves_samples_used.png)" in md
     cpu_h = sum(r["final"]["cpu_s"] for r in finished_runs(tiny_run)) / 3600
     assert f"Cost: 16 runs, {cpu_h:.2f} CPU-hours" in md
 
 
 def test_report_compares_at_equal_samples_used(tiny_run, tmp_path):
-    """BR keeps half the samples: every method is read off where it had used as many as BR."""
+    """BR keeps half the samples: it is set against PPO-M when PPO-M had used as many."""
     out = tmp_path / "published"
     report = make_report(dir=str(tiny_run), out=str(out), resamples=200)
     assert (out / "summary.md").exists() and not (out / "runs").exists()
     runs = finished_runs(tiny_run)
+
+    def of(column, method):
+        return [r for r in runs if r["task_label"] == column and r["method"]["name"] == method]
+
     for row in report.rows:
-        group = [
-            r
-            for r in runs
-            if r["task_label"] == row["column"] and r["method"]["name"] == row["method"]
-        ]
-        fewest = min(
-            np.mean(
-                [
-                    r["final"]["samples_used"]
-                    for r in runs
-                    if r["task_label"] == row["column"] and r["method"]["name"] == m
-                ]
-            )
-            for m in {r["method"]["name"] for r in runs}
-        )
-        assert row["equal_samples"] == pytest.approx(fewest)
-        # read off each run's own evaluations, linearly between them
-        expected = []
-        for r in group:
+        used = np.mean([r["final"]["samples_used"] for r in of(row["column"], row["method"])])
+        # PPO-M read off its own evaluations, linearly between them
+        base = []
+        for r in of(row["column"], "PPO-M"):
             x = [rec["samples_used"] for rec in r["records"]]
             y = [rec["true_return"] for rec in r["records"]]
-            expected.append(np.interp(fewest, x, y) if x[0] <= fewest <= x[-1] else np.nan)
-        assert row["true_return_at_equal_samples"] == pytest.approx(np.nanmean(expected))
-        if row["method"] in ("PF-PPO (BR)", "PF-PPO (BW)"):  # they used fewest: their final value
-            assert row["true_return_at_equal_samples"] == pytest.approx(row["final_true_return"])
+            base.append(np.interp(used, x, y) if x[0] <= used <= x[-1] else np.nan)
+        assert row["baseline_at_equal_samples"] == pytest.approx(np.nanmean(base))
+        gain = row["final_true_return"] - np.nanmean(base)
+        assert row["gain_at_equal_samples"] == pytest.approx(gain)
+        assert row["gain_at_equal_samples_ci_low"] <= gain <= row["gain_at_equal_samples_ci_high"]
+        if row["method"] == "PPO-M":
+            assert row["gain_at_equal_samples"] == pytest.approx(0.0)
+        if row["method"] in ("PF-PPO (BR)", "PF-PPO (BW)"):  # keep half: PPO-M read off mid-run
+            ppo_m_used = np.mean([r["final"]["samples_used"] for r in of(row["column"], "PPO-M")])
+            assert used == pytest.approx(ppo_m_used / 2)
+            assert row["baseline_at_equal_samples"] != pytest.approx(
+                np.mean([r["final"]["true_return"] for r in of(row["column"], "PPO-M")])
+            )
+
+
+def test_bootstrap_diff_ci_covers_the_difference_and_needs_both_samples():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(3.0, 1.0, 50), rng.normal(1.0, 1.0, 50)
+    lo, hi = bootstrap_diff_ci(a, b, rng, 1000)
+    assert lo < a.mean() - b.mean() < hi and lo > 1.0 and hi < 3.0
+    assert all(np.isnan(bootstrap_diff_ci([], b, rng)))
 
 
 def test_true_return_at_never_extrapolates():
