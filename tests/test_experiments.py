@@ -48,10 +48,14 @@ def test_shipped_configs_are_valid_and_expand_to_unique_stable_ids(name):
     config = load_config(EXPERIMENTS / name)
     runs = config.expand("/tmp/out")
     ids = [r["run_id"] for r in runs]
-    per_noise = [
-        sum(not m.noise or nz.name in m.noise for m in config.methods) for nz in config.noise
-    ]
-    assert len(ids) == len(set(ids)) == len(config.tasks) * sum(per_noise) * len(config.seeds)
+    expected = sum(
+        not m.noise or nz.name in m.noise
+        for task in config.tasks
+        for nz in config.noise
+        if not task.noise or nz.name in task.noise
+        for m in config.methods
+    )
+    assert len(ids) == len(set(ids)) == expected * len(config.seeds)
     assert ids == [r["run_id"] for r in load_config(EXPERIMENTS / name).expand("/tmp/elsewhere")]
     for run in runs:
         json.dumps(run)  # plain JSON

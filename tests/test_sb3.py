@@ -685,3 +685,56 @@ def test_ppo_with_the_true_reward_learns_cartpole():
         model, gym.make("CartPole-v1"), n_eval_episodes=10, deterministic=True
     )
     assert mean >= 300, f"PPO reached only {mean:.0f} on CartPole"
+
+
+def test_adaptive_is_refitted_on_the_episodes_of_the_last_rollouts(monkeypatch):
+    """One rollout is too little to choose a filter by R²: it pools a window of rollouts."""
+    buf = FilteredRolloutBuffer(
+        6, OBS, ACT, device="cpu", n_envs=4, filter="adaptive", seed=0, adaptive_window=2
+    )
+    seen = []
+    real_fit = buf.filter.fit
+
+    def spy(rewards, scores, groups, **kwargs):
+        seen.append((np.asarray(rewards).copy(), np.asarray(groups).copy()))
+        return real_fit(rewards, scores, groups, **kwargs)
+
+    monkeypatch.setattr(buf.filter, "fit", spy)
+    for _ in range(3):
+        buf.reset()
+        fill(buf, *scenario())
+    # 5 finished episodes per rollout; the window holds at most 2 rollouts
+    assert [len(r) for r, _ in seen] == [5, 10, 10]
+    rewards, groups = seen[-1]
+    np.testing.assert_array_equal(rewards[:5], rewards[5:])  # the same scenario twice ...
+    assert set(groups[:5]).isdisjoint(groups[5:])  # ... but its groups kept apart per rollout
+    np.testing.assert_array_equal(buf.last_episodes["noisy"], rewards[5:])
+    assert buf.last_episodes["weights"].shape == (5,)
+
+
+@pytest.mark.parametrize("window", [0, -1, 1.5, True])
+def test_adaptive_window_must_be_a_positive_int(window):
+    with pytest.raises(ValueError, match="adaptive_window"):
+        FilteredRolloutBuffer(6, OBS, ACT, device="cpu", n_envs=4, adaptive_window=window)
+
+
+def test_pooled_r2_counts_every_rollout_of_the_window():
+    from rewardfilter.experiments.domains.control import pooled_r2
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(3, 8))
+    noisy = true + rng.normal(scale=0.5, size=(3, 8))
+    weights = (rng.random((3, 8)) < 0.5).astype(float)
+    weights[:, 0] = 1.0
+    episodes = [
+        {"noisy": n, "true": t, "weights": w} for n, t, w in zip(noisy, true, weights, strict=True)
+    ]
+    filtered, everything = pooled_r2(episodes)
+    kept = weights.ravel() > 0
+    assert filtered == pytest.approx(rf.r2(noisy.ravel()[kept], true.ravel()[kept]))
+    assert everything == pytest.approx(rf.r2(noisy.ravel(), true.ravel()))
+    # two kept episodes alone give R² = 1 by construction: the reason to pool
+    assert (
+        pooled_r2([{"noisy": noisy[0, :2], "true": true[0, :2], "weights": np.ones(2)}])[0] == 1.0
+    )
+    assert all(np.isnan(pooled_r2([])))

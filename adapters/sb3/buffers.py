@@ -43,11 +43,14 @@ Nothing kept
     ``threshold`` above every return) the rollout is used unfiltered, with a
     warning and ``last_stats["fallback"] = 1``.
 ``adaptive``
-    Needs labelled data: before filtering, it is fitted on the (noisy return,
-    true return) pairs of the episodes that ended in this rollout (the true
-    returns only choose the filter; they never enter the loss). Pass
-    ``refit_adaptive=False`` to use a filter fitted beforehand. Until a fit
-    succeeds the rollout is used unfiltered.
+    Needs labelled data: before filtering, it is refitted on the (noisy return,
+    true return) pairs of the episodes that ended in the last ``adaptive_window``
+    rollouts, this one included (the true returns only choose the filter; they
+    never enter the loss). One rollout alone is too little: with 8 episodes in
+    2 groups, ``bon`` keeps 2 and the R² of 2 points is 1 by construction, so
+    the selection rule would always pick it. Pass ``refit_adaptive=False`` to
+    use a filter fitted beforehand. Until a fit succeeds the rollout is used
+    unfiltered.
 
 Where the infos come from
 -------------------------
@@ -67,6 +70,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
@@ -101,6 +105,26 @@ def _nan_stats() -> dict[str, float]:
     return stats
 
 
+def _pool_episodes(history) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Concatenate the finished episodes of several rollouts; groups stay apart per rollout.
+
+    Group ids repeat from one rollout to the next (they name env groups), so each
+    rollout's groups are renumbered after the previous rollouts'.
+    """
+    noisy, true, groups, ensembles = [], [], [], []
+    offset = 0
+    for ep in history:
+        _, inverse = np.unique(ep["groups"], return_inverse=True)
+        noisy.append(ep["noisy"])
+        true.append(ep["true"])
+        groups.append(inverse.reshape(-1) + offset)
+        offset += int(inverse.max()) + 1 if inverse.size else 0
+        ensembles.append(ep["ensemble"])
+    same_k = all(e is not None for e in ensembles) and len({e.shape[0] for e in ensembles}) == 1
+    ensemble = np.concatenate(ensembles, axis=1) if ensembles and same_k else None
+    return np.concatenate(noisy), np.concatenate(true), np.concatenate(groups), ensemble
+
+
 class _FilterMixin:
     """The filtering logic shared by the flat and the Dict rollout buffer.
 
@@ -121,9 +145,18 @@ class _FilterMixin:
         refit_adaptive: bool,
         group_size: int | None,
         n_envs: int,
+        adaptive_window: int = 8,
     ) -> None:
         self.filter = rf.make_filter(filter)
         self.refit_adaptive = bool(refit_adaptive)
+        if isinstance(adaptive_window, bool) or not isinstance(adaptive_window, int | np.integer):
+            raise ValueError(
+                f"adaptive_window must be an int >= 1 (rollouts); got {adaptive_window!r}."
+            )
+        if adaptive_window < 1:
+            raise ValueError(f"adaptive_window must be >= 1 (rollouts); got {adaptive_window}.")
+        # the finished episodes of the last `adaptive_window` rollouts: what `adaptive` is fitted on
+        self._fit_history: deque[dict[str, Any]] = deque(maxlen=int(adaptive_window))
         self.seed = seed
         self.group_size = group_size
         if group_size is not None:
@@ -144,6 +177,10 @@ class _FilterMixin:
         self._carry_ensemble: np.ndarray | None = None
         self.last_stats: dict[str, float] = _nan_stats()
         self.last_episode_weights = np.zeros(0)
+        #: the last rollout's finished episodes: noisy and true returns, groups and filter weights
+        self.last_episodes: dict[str, np.ndarray] = {
+            k: np.zeros(0) for k in ("noisy", "true", "groups", "weights")
+        }
 
     # -- per-step records ------------------------------------------------------
 
@@ -299,13 +336,14 @@ class _FilterMixin:
             )
         rng = self._filter_rng()
         if isinstance(self.filter, rf.AdaptiveFilter):
-            if self.refit_adaptive and n >= 2:
-                try:
-                    self.filter.fit(
-                        ep["noisy"], ep["true"], ep["groups"], rng=rng, ensemble=ensemble
-                    )
-                except ValueError:
-                    pass  # too little signal in this rollout: keep the previous choice
+            if self.refit_adaptive:
+                self._fit_history.append(ep)
+                noisy, true, groups, ens = _pool_episodes(self._fit_history)
+                if noisy.shape[0] >= 2:
+                    try:
+                        self.filter.fit(noisy, true, groups, rng=rng, ensemble=ens)
+                    except ValueError:
+                        pass  # too little signal in the window: keep the previous choice
             if self.filter.chosen_ is None:
                 return None
         use_ensemble = (
@@ -337,6 +375,12 @@ class _FilterMixin:
             weights[:] = 1.0
             fallback = 1
         self.last_episode_weights = w_ep
+        self.last_episodes = {
+            "noisy": ep["noisy"],
+            "true": ep["true"],
+            "groups": ep["groups"],
+            "weights": w_ep,
+        }
         self._flat_weights = weights
         self.last_stats = self._stats(ep, w_ep, weights, fallback)
 
@@ -410,8 +454,11 @@ class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
         default it is drawn from numpy's global RNG, which SB3's ``seed=``
         sets. The order of minibatches uses numpy's global RNG, as in SB3.
     refit_adaptive : bool
-        Refit an ``adaptive`` filter on every rollout's finished episodes
-        (True), or use it as fitted beforehand (False).
+        Refit an ``adaptive`` filter at every rollout (True), or use it as
+        fitted beforehand (False).
+    adaptive_window : int
+        Rollouts whose finished episodes the ``adaptive`` filter is refitted
+        on (default 8).
     group_size : int, optional
         Envs per group; when given, checked up front against ``n_envs`` and the
         filter (otherwise learned from the infos at the first step).
@@ -426,7 +473,13 @@ class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
         (finished in this rollout), ``n_kept_transitions``; also ``r2`` (all
         finished episodes), ``n_unranked_transitions``, ``group_size_mean``
         (episodes per ranked group: below the env group size when members'
-        episodes end in different rollouts) and ``fallback``.
+        episodes end in different rollouts) and ``fallback``. ``filtered_r2``
+        of one rollout rests on few episodes (2 for ``bon`` with 2 groups,
+        where it is 1 by construction): pool ``last_episodes`` over several
+        rollouts to compare filters.
+    last_episodes : dict
+        The last rollout's finished episodes: ``noisy`` and ``true`` returns,
+        ``groups`` and the filter's ``weights``.
     """
 
     def __init__(
@@ -442,8 +495,9 @@ class FilteredRolloutBuffer(_FilterMixin, RolloutBuffer):
         seed: int | None = None,
         refit_adaptive: bool = True,
         group_size: int | None = None,
+        adaptive_window: int = 8,
     ):
-        self._init_filter(filter, seed, refit_adaptive, group_size, n_envs)
+        self._init_filter(filter, seed, refit_adaptive, group_size, n_envs, adaptive_window)
         super().__init__(
             buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
         )
@@ -491,8 +545,9 @@ class FilteredDictRolloutBuffer(_FilterMixin, DictRolloutBuffer):
         seed: int | None = None,
         refit_adaptive: bool = True,
         group_size: int | None = None,
+        adaptive_window: int = 8,
     ):
-        self._init_filter(filter, seed, refit_adaptive, group_size, n_envs)
+        self._init_filter(filter, seed, refit_adaptive, group_size, n_envs, adaptive_window)
         super().__init__(
             buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs
         )

@@ -12,6 +12,10 @@ Method -> training setup:
 * ``group_size`` N: ``n_envs / N`` groups (PPO-S is N = 1);
 * ``filter``: the buffer's filter spec (``none`` for PPO-S / PPO-M).
 
+The logged ``filtered_r2`` is pooled over the finished episodes of every
+rollout since the previous evaluation (see :func:`pooled_r2`); ``adaptive``
+is refitted on the last ``hparams.adaptive_window`` rollouts (default 8).
+
 Every method sees the same number of environment steps; filters train on
 fewer of them, which ``samples_used`` (cumulative kept transitions) records so
 the report can also compare at equal numbers of gradient samples.
@@ -29,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: hparams consumed here; the rest go to PPO
-_OWN_KEYS = ("n_envs", "env_kwargs", "policy")
+_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window")
 
 #: start states of the evaluation episodes: fixed, so every evaluation of every method
 #: sees the same episodes (common random numbers: less variance between methods)
@@ -51,6 +55,28 @@ def _evaluate(model, env, episodes: int) -> tuple[float, float]:
         true_returns.append(true_ret)
         noisy_returns.append(noisy_ret)
     return sum(true_returns) / episodes, sum(noisy_returns) / episodes
+
+
+def pooled_r2(episodes: list[dict[str, Any]]) -> tuple[float, float]:
+    """Filtered R² (kept episodes, filter weights) and R² of all episodes, pooled over rollouts.
+
+    One rollout holds few episodes (Pendulum: 8 in 2 groups, of which ``bon``
+    keeps 2, and the R² of 2 points is 1 by construction), so the R² of an
+    evaluation window is computed on all its rollouts' finished episodes at once.
+    """
+    import numpy as np
+
+    import rewardfilter as rf
+
+    if not episodes:
+        return math.nan, math.nan
+    noisy = np.concatenate([e["noisy"] for e in episodes])
+    true = np.concatenate([e["true"] for e in episodes])
+    weights = np.concatenate([e["weights"] for e in episodes])
+    if noisy.size == 0:
+        return math.nan, math.nan
+    filtered = rf.r2(noisy, true, weights=weights) if (weights > 0).any() else math.nan
+    return filtered, rf.r2(noisy, true)
 
 
 def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -92,14 +118,23 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         hp.get("policy", "MlpPolicy"),
         venv,
         rollout_buffer_class=FilteredRolloutBuffer,
-        rollout_buffer_kwargs={"filter": method["filter"]},
+        rollout_buffer_kwargs={
+            "filter": method["filter"],
+            "adaptive_window": int(hp.get("adaptive_window", 8)),
+        },
         seed=seed,
         device="cpu",
         verbose=0,
         **ppo_kwargs,
     )
 
-    state = {"samples_used": 0, "next_eval": int(budget["eval_every"]), "last": {}, "stats": []}
+    state = {
+        "samples_used": 0,
+        "next_eval": int(budget["eval_every"]),
+        "last": {},
+        "stats": [],
+        "episodes": [],
+    }
 
     def evaluate() -> None:
         true_ret, noisy_ret = _evaluate(model, eval_env, int(budget["eval_episodes"]))
@@ -111,20 +146,23 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             vals = [v for v in vals if v is not None and math.isfinite(v)]
             return sum(vals) / len(vals) if vals else math.nan
 
+        filtered_r2, all_r2 = pooled_r2(state["episodes"])
         state["last"] = {
             "step": int(model.num_timesteps),
             "samples_used": int(state["samples_used"]),
             "true_return": true_ret,
             "noisy_return": noisy_ret,
             "kept_fraction": mean_of("kept_fraction"),
-            "filtered_r2": mean_of("filtered_r2"),
+            "filtered_r2": filtered_r2,
+            "r2": all_r2,
+            "n_episodes": sum(len(e["noisy"]) for e in state["episodes"]),
             "train_true_return": mean_of("true_return_mean"),
             "train_noisy_return": mean_of("noisy_return_mean"),
             "ensemble_std": mean_of("ensemble_std_mean"),
             # episodes per ranked group: below N when episodes straddle rollouts and groups split
             "group_size_mean": mean_of("group_size_mean"),
         }
-        state["stats"] = []
+        state["stats"], state["episodes"] = [], []
         log(state["last"])
 
     class EvalCallback(BaseCallback):
@@ -136,6 +174,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         def _on_rollout_end(self) -> None:
             stats = dict(self.model.rollout_buffer.last_stats)
             state["stats"].append(stats)
+            state["episodes"].append(dict(self.model.rollout_buffer.last_episodes))
             kept = stats.get("n_kept_transitions", math.nan)
             if kept is None or not math.isfinite(kept):  # no statistics: every transition is used
                 kept = self.model.n_steps * self.model.n_envs
