@@ -546,7 +546,12 @@ def _plot_curves(out, cells, columns, methods, keys, options, rng) -> list[Path]
             ax.set_xlabel(steps if key == "step" else "samples used in gradient updates")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("true return")
-        handles, labels = axes[0][0].get_legend_handles_labels()
+        legend: dict[str, Any] = {}  # every method once, also those absent from the first task
+        for ax in axes[0]:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+        labels = [m for m in methods if m in legend]
+        handles = [legend[m] for m in labels]
         per_row = max(1, min(len(labels), int(width // 1.6)))
         rows = -(-len(labels) // per_row)
         fig.legend(handles, labels, loc="upper center", ncol=per_row, fontsize=8, frameon=False)
