@@ -385,6 +385,15 @@ def _fmt(x: float, digits: int | None = None) -> str:
     return f"{x:.{digits}f}" if digits is not None else f"{x:.4g}"
 
 
+def _table(by, columns, methods, cell) -> list[str]:
+    """A Markdown table: one row per method, one column per task; ``cell(row)`` fills a cell."""
+    lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for m in methods:
+        cells = ["" if (col, m) not in by else cell(by[(col, m)]) for col in columns]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _markdown(
     rows, columns, methods, baseline, oracle, spearman, n_runs, expected, config, curve_keys
 ) -> str:
@@ -398,19 +407,13 @@ def _markdown(
     lines += [
         f"Final true return: mean [95% bootstrap CI] over {seeds} seeds.",
         "",
-        "| method | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
     ]
-    for m in methods:
-        cells = []
-        for col in columns:
-            r = by.get((col, m))
-            cells.append(
-                ""
-                if r is None
-                else f"{_fmt(r['final_true_return'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-            )
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _table(
+        by,
+        columns,
+        methods,
+        lambda r: f"{_fmt(r['final_true_return'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
+    )
     lines += [
         "",
         f"Normalised score: {baseline} (noisy reward) = 0, {oracle} (true reward) = 1; mean [95% CI].",
@@ -438,37 +441,28 @@ def _markdown(
         f"more (random:2 is the control with the same amount of blindly chosen data). "
         f"mean [95% CI].",
         "",
-        "| method | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
     ]
-    for m in methods:
-        cells = []
-        for col in columns:
-            r = by.get((col, m))
-            cells.append(
-                ""
-                if r is None
-                else f"{_fmt(r['gain_at_equal_samples'])} [{_fmt(r['gain_at_equal_samples_ci_low'])}, "
-                f"{_fmt(r['gain_at_equal_samples_ci_high'])}] ({_fmt(r['baseline_at_equal_samples'])} "
-                f"@ {_fmt(r['samples_used'], 0)})"
-            )
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _table(
+        by,
+        columns,
+        methods,
+        lambda r: (
+            f"{_fmt(r['gain_at_equal_samples'])} [{_fmt(r['gain_at_equal_samples_ci_low'])}, "
+            f"{_fmt(r['gain_at_equal_samples_ci_high'])}] ({_fmt(r['baseline_at_equal_samples'])} "
+            f"@ {_fmt(r['samples_used'], 0)})"
+        ),
+    )
     lines += [
         "",
         "Filtered R² (reward vs true return on kept episodes, mean over the run) and kept fraction.",
         "",
     ]
-    lines += ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for m in methods:
-        cells = []
-        for col in columns:
-            r = by.get((col, m))
-            cells.append(
-                ""
-                if r is None
-                else f"{_fmt(r['filtered_r2'], 2)} ({_fmt(100 * r['kept_fraction'], 0)}%)"
-            )
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _table(
+        by,
+        columns,
+        methods,
+        lambda r: f"{_fmt(r['filtered_r2'], 2)} ({_fmt(100 * r['kept_fraction'], 0)}%)",
+    )
     lines.append("")
     for domain, rho in spearman.items():
         n = len(_r2_points(rows, domain))
