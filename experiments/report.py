@@ -86,9 +86,14 @@ def bootstrap_ci(
         return (math.nan, math.nan)
     if v.size == 1:
         return (float(v[0]), float(v[0]))
-    means = v[rng.integers(v.size, size=(resamples, v.size))].mean(axis=1)
+    means = _resampled_means(v, rng, resamples)
     alpha = (1.0 - level) / 2
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def _resampled_means(v: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples (with replacement) of ``v``."""
+    return v[rng.integers(v.size, size=(resamples, v.size))].mean(axis=1)
 
 
 def bootstrap_diff_ci(
@@ -99,9 +104,7 @@ def bootstrap_diff_ci(
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if a.size == 0 or b.size == 0:
         return (math.nan, math.nan)
-    diffs = a[rng.integers(a.size, size=(resamples, a.size))].mean(axis=1) - b[
-        rng.integers(b.size, size=(resamples, b.size))
-    ].mean(axis=1)
+    diffs = _resampled_means(a, rng, resamples) - _resampled_means(b, rng, resamples)
     alpha = (1.0 - level) / 2
     return (float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha)))
 
@@ -303,18 +306,27 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
     files = [_write_csv(out / "summary.csv", rows)]
     spearman = _spearman_by_domain(rows)
     curve_keys = ["step", "samples_used"] if options.x == "both" else [options.x]
-    cost = _cost(runs)
-    markdown = _markdown(
-        rows, columns, methods, baseline, oracle, spearman, len(runs), expected, config, curve_keys
-    )
+    preamble = _cost(runs)
     if shared:
-        cost += (
+        preamble += (
             "\nMethods trained on the true reward ("
             + ", ".join(sorted({m for _, m in shared}))
             + ") do not depend on the noise model: they ran under one and are shared by the "
             "task's other noise columns."
         )
-    markdown = markdown.replace("\n\n", f"\n\n{cost}\n\n", 1)
+    markdown = _markdown(
+        rows,
+        columns,
+        methods,
+        baseline,
+        oracle,
+        spearman,
+        len(runs),
+        expected,
+        config,
+        curve_keys,
+        preamble,
+    )
     (out / "summary.md").write_text(markdown)
     files.append(out / "summary.md")
     files += _plot_curves(out, cells, columns, methods, curve_keys, options, rng)
@@ -395,13 +407,23 @@ def _table(by, columns, methods, cell) -> list[str]:
 
 
 def _markdown(
-    rows, columns, methods, baseline, oracle, spearman, n_runs, expected, config, curve_keys
+    rows,
+    columns,
+    methods,
+    baseline,
+    oracle,
+    spearman,
+    n_runs,
+    expected,
+    config,
+    curve_keys,
+    preamble,
 ) -> str:
     by = {(r["column"], r["method"]): r for r in rows}
     n_seeds = sorted({r["n_seeds"] for r in rows})
     seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]}"
     name = config.get("name", "experiment")
-    lines = [f"# {name}", ""]
+    lines = [f"# {name}", "", preamble, ""]
     if n_runs < expected:
         lines += [f"**Incomplete: {n_runs} of {expected} runs finished.**", ""]
     lines += [

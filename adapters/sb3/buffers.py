@@ -176,11 +176,15 @@ class _FilterMixin:
         self._carry_true = np.zeros(n_envs)
         self._carry_ensemble: np.ndarray | None = None
         self.last_stats: dict[str, float] = _nan_stats()
-        self.last_episode_weights = np.zeros(0)
         #: the last rollout's finished episodes: noisy and true returns, groups and filter weights
         self.last_episodes: dict[str, np.ndarray] = {
             k: np.zeros(0) for k in ("noisy", "true", "groups", "weights")
         }
+
+    @property
+    def last_episode_weights(self) -> np.ndarray:
+        """The filter's weight per finished episode of the last rollout."""
+        return self.last_episodes["weights"]
 
     # -- per-step records ------------------------------------------------------
 
@@ -374,7 +378,6 @@ class _FilterMixin:
             )
             weights[:] = 1.0
             fallback = 1
-        self.last_episode_weights = w_ep
         self.last_episodes = {
             "noisy": ep["noisy"],
             "true": ep["true"],
