@@ -83,6 +83,9 @@ NOFILE = 64
 #: Bytes of result records accepted before the run counts as tampered.
 MAX_RECORDS = 1 << 20
 
+#: Every line boundary ``str.splitlines`` knows, mapped to a space: a record stays one line.
+ONE_LINE = dict.fromkeys(map(ord, "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+
 MARKER = "# rewardfilter-sandbox: check("
 #: ``build_program``'s first line: the entry point, and the length of the test suffix.
 MARKER_RE = re.compile(r"# rewardfilter-sandbox: check\((\w+)\)(?: test=(\d+))?[ \t]*\n")
@@ -425,7 +428,7 @@ def _harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> N
             msg = _str(exc)
         except BE:
             name, msg = "Exception", ""
-        return (name + " " + msg.replace("\n", " ")[:300]).strip()
+        return (name + " " + msg[:300].translate(ONE_LINE)).strip()
 
     def finish(code: int = 0) -> None:
         for stream in (stdout, stderr):
@@ -497,7 +500,7 @@ def _harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> N
             g["check"] = check_fn
             check_fn(g[entry])
     except SE as exc:
-        emit("E SystemExit " + _repr(exc.code)[:100])
+        emit("E SystemExit " + _repr(exc.code)[:100].translate(ONE_LINE))
         finish()
     except ME:
         emit("E MemoryError")
@@ -802,7 +805,10 @@ def _status_of(job, timed_out, overflow, records_raw, nonce, status, cpu) -> dic
     if len(records_raw) >= MAX_RECORDS:
         tampered = True
     prefix = nonce + " "
-    for line in records_raw.decode("utf-8", "replace").splitlines():
+    lines = records_raw.decode("utf-8", "replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for line in lines:
         if not line.startswith(prefix):
             tampered = True
             break
@@ -1048,9 +1054,13 @@ def main(argv: list[str]) -> None:
     while True:
         header = _read_exact(PROTO_IN, 4)
         if header is None:
-            return  # the parent went away
+            while _NEXT_WORKDIR:  # the parent went away: leave nothing behind
+                _drop_workdir(_NEXT_WORKDIR.pop())
+            return
         payload = _read_exact(PROTO_IN, struct.unpack(">I", header)[0])
         if payload is None:
+            while _NEXT_WORKDIR:
+                _drop_workdir(_NEXT_WORKDIR.pop())
             return
         job = json.loads(payload)
         try:
