@@ -168,7 +168,9 @@ def test_plain_programs_pass_when_they_run_to_the_end():
 def test_marker_makes_the_test_call_mandatory():
     prog = build_program(ADD, "    return a + b\n")
     suffix = "\n" + ADD.test + "\ncheck(add)\n"
-    assert prog.splitlines()[0] == f"# rewardfilter-sandbox: check(add) test={len(suffix)}"
+    assert prog.splitlines()[0] == (
+        f"# rewardfilter-sandbox: check(add) test={len(suffix)} prompt={len(ADD.prompt)}"
+    )
     assert prog.endswith(suffix)
     assert prog.rstrip().endswith("check(add)")
     assert ADD.prompt in prog and ADD.test in prog
@@ -426,8 +428,14 @@ def test_timeout_after_partial_progress_in_hostile_suite(hostile_run):
 
 @needs_root
 def test_forged_channel_is_detected(hostile_run):
+    # strong mode: the program holds no result channel at all, its forged records go nowhere
     res = hostile_run["results"]["27_forge_result_channel"]
-    assert res.status == "tampered"
+    assert (res.mode, res.status, res.tests_passed) == ("strong", "exited", 0)
+    # in-process mode: the channel is there, the forgery is detected
+    body = (HOSTILE_DIR / "27_forge_result_channel.txt").read_text()
+    body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")) + "\n"
+    res = execute(build_program(ADD, body), mode="in_process")
+    assert (res.mode, res.status) == ("in_process", "tampered")
 
 
 @needs_root
@@ -594,6 +602,6 @@ def test_losing_a_worker_mid_batch_leaves_no_hole():
     ],
 )
 def test_system_paths_are_never_hidden_but_checkouts_below_var_are(path, system):
-    from rewardfilter.adapters.code._zygote import _is_system_path
+    from rewardfilter.adapters.code.sandbox.isolation import _is_system_path
 
     assert _is_system_path(path) is system

@@ -63,17 +63,27 @@ def test_line_separators_in_a_crash_outside_the_tests_are_an_error():
     assert [(r.status, r.tests_passed) for r in results] == [("error", 0)] * len(SEPARATORS)
 
 
-def _leftover_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "rf-sandbox-*"))) | set(
-        glob.glob("/tmp/rf-sandbox-*")
-    )
+def _dirs_of(uids: set[int]) -> set[str]:
+    """``rf-sandbox-*`` folders in the temp directory owned by one of ``uids`` (the pool's own)."""
+    found = set()
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "rf-sandbox-*")) + glob.glob(
+        "/tmp/rf-sandbox-*"
+    ):
+        try:
+            if os.stat(path).st_uid in uids:
+                found.add(path)
+        except OSError:
+            pass
+    return found
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the degraded mode is started as root here")
 def test_degraded_mode_leaves_no_folders_behind():
-    before = _leftover_dirs()
+    uids: set[int] = set()
     for _ in range(2):
         with SandboxPool(1, namespaces=False) as pool:
             results = pool.map([build_program(ADD, ADD.canonical_solution)] * 3)
             assert all(r.passed for r in results)
-    assert _leftover_dirs() - before == set()
+            uids |= set(pool._uids)
+            assert _dirs_of(uids)  # the next run's workdir is ready while the pool is open
+    assert _dirs_of(uids) == set()
