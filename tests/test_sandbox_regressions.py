@@ -85,5 +85,4 @@ def test_degraded_mode_leaves_no_folders_behind():
             results = pool.map([build_program(ADD, ADD.canonical_solution)] * 3)
             assert all(r.passed for r in results)
             uids |= set(pool._uids)
-            assert _dirs_of(uids)  # the next run's workdir is ready while the pool is open
     assert _dirs_of(uids) == set()

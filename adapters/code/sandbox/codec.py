@@ -41,6 +41,8 @@ class CodecError(ValueError):
 def _tree(x, depth: int):
     t = type(x)
     if t in _SCALARS:
+        if t is str and len(x) > MAX_BYTES:
+            raise CodecError(f"a string of {len(x)} characters is larger than allowed")
         return x
     if depth >= MAX_DEPTH:
         raise CodecError(f"nested deeper than {MAX_DEPTH} levels (or self-referencing)")
@@ -60,6 +62,8 @@ def _tree(x, depth: int):
     if t is frozenset:
         return ["f", *[_tree(v, d) for v in x]]
     if t is bytes:
+        if len(x) > MAX_BYTES:
+            raise CodecError(f"{len(x)} bytes are more than allowed")
         return ["b", base64.b64encode(x).decode("ascii")]
     if t is complex:
         return ["c", x.real, x.imag]

@@ -233,6 +233,8 @@ def _status_of(
         detail = f"exited with code {os.WEXITSTATUS(status)} before the tests finished"
     else:
         verdict, detail = "killed", "the sandbox lost track of the program"
+    if tampered:
+        passed_units = 0  # a forged channel earns nothing, not even the tests reported before
     return {
         "passed": verdict == "passed",
         "status": verdict,
