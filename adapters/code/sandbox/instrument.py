@@ -189,7 +189,8 @@ def prepare_test(suffix: str, entry: str, prompt: str | None = None) -> dict:
     Returns
     -------
     dict
-        ``test``: the marshalled code of the test's module-level statements
+        ``calls``: the calls the test is certain to make first, in order
+        (see :func:`prefetchable_calls`); ``test``: the marshalled code of the test's module-level statements
         (without ``def check`` and the call); ``factory``: the marshalled
         instrumented ``check`` factory; ``total``: the number of tests;
         ``helpers``: the marshalled code of what the *prompt* defines
@@ -225,6 +226,7 @@ def prepare_test(suffix: str, entry: str, prompt: str | None = None) -> dict:
         if helpers is None
         else strong_mode_problem(tree, check, helpers, entry)
     )
+    calls = prefetchable_calls(tree, check, helpers, entry) if reason is None else []
     factory, total = instrument(check)  # rewrites check's asserts in place: after the analysis
     rest = compile(tree, "<test>", "exec", dont_inherit=True, optimize=0)
     fact = compile(factory, "<test>", "exec", dont_inherit=True, optimize=0)
@@ -234,6 +236,7 @@ def prepare_test(suffix: str, entry: str, prompt: str | None = None) -> dict:
         else None
     )
     return {
+        "calls": calls,
         "test": marshal.dumps(rest),
         "factory": marshal.dumps(fact),
         "total": total,
@@ -334,6 +337,98 @@ def strong_mode_problem(
                     ):
                         return "the test passes a function to the candidate"
     return None
+
+
+def _callee_refs(node: ast.AST, callee: set[str]) -> list[ast.Name]:
+    return [n for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in callee]
+
+
+def _literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _first_call(expr: ast.AST, callee: set[str]) -> ast.Call | None:
+    """The candidate call evaluated first in ``expr``, if nothing before it can run or raise."""
+    node = expr
+    while True:
+        module_function = (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id not in callee
+        )  # math.isclose(candidate(x), y): two lookups, then the first argument
+        if isinstance(node, ast.Call) and (isinstance(node.func, ast.Name) or module_function):
+            if isinstance(node.func, ast.Name) and node.func.id in callee:
+                return node
+            if not node.args or isinstance(node.args[0], ast.Starred):
+                return None
+            node = node.args[0]  # abs(candidate(x) - y): the name lookup, then the first argument
+        elif isinstance(node, ast.Call):
+            node = node.func  # candidate(x).strip(): the receiver is evaluated first
+        elif isinstance(node, ast.Compare):
+            node = node.left
+        elif isinstance(node, ast.BinOp):
+            node = node.left
+        elif isinstance(node, ast.UnaryOp):
+            node = node.operand
+        elif isinstance(node, (ast.Subscript, ast.Attribute)):
+            node = node.value
+        else:
+            return None
+
+
+def prefetchable_calls(
+    test: ast.Module, check: ast.FunctionDef, helpers: ast.Module, entry: str
+) -> list[tuple[tuple, dict]]:
+    """The calls ``check`` is certain to make first, in order: ``[(args, kwargs), ...]``.
+
+    The evaluator sends them to the program in one message and the program
+    streams the answers back, so a run of asserts costs one hand-over
+    between the processes rather than one per call. The program computes
+    exactly the calls the test would make, in the same order; the
+    evaluator still matches each actual call against the list. Only a
+    prefix of ``check`` qualifies: top-level ``assert`` statements whose one
+    reference to the candidate is a call with literal arguments evaluated
+    before anything else in the statement (``assert candidate([1, 2]) ==
+    3``, ``assert abs(candidate(0.5) - 1.0) < 1e-6``). The prefix ends at
+    the first other statement that mentions the candidate; nothing is
+    prefetched when anything outside ``check``'s own statements (module
+    code, helpers, nested functions) mentions it.
+    """
+    callee = {"candidate", entry}
+    callee.update(a.arg for a in check.args.args[:1])
+    if _callee_refs(test, callee) or _callee_refs(helpers, callee):
+        return []
+    for node in ast.walk(check):
+        if node is not check and isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+        ):
+            if _callee_refs(node, callee):
+                return []
+    calls = []
+    for stmt in check.body:
+        refs = _callee_refs(stmt, callee)
+        if not refs:
+            continue
+        if not (isinstance(stmt, ast.Assert) and len(refs) == 1):
+            break
+        call = _first_call(stmt.test, callee)
+        if call is None or call.func is not refs[0]:
+            break
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(
+            k.arg is None for k in call.keywords
+        ):
+            break
+        if not all(_literal(a) for a in [*call.args, *(k.value for k in call.keywords)]):
+            break
+        args = tuple(ast.literal_eval(a) for a in call.args)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        calls.append((args, kwargs))
+    return calls
 
 
 # ---------------------------------------------------------------------------

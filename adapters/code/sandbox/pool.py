@@ -178,9 +178,13 @@ class _WorkerDied(RuntimeError):
 class _Worker:
     """One zygote process and the pipe protocol to it."""
 
-    def __init__(self, uid: int, hide: Sequence[str], namespaces: bool = True) -> None:
+    def __init__(
+        self, uid: int, hide: Sequence[str], namespaces: bool = True, cpu: int | None = None
+    ) -> None:
         self.uid = uid
         args = [sys.executable, "-I", "-S", str(_ZYGOTE), "--uid", str(uid)]
+        if cpu is not None:
+            args += ["--cpu", str(cpu)]
         if not namespaces:
             args.append("--no-namespaces")
         for path in hide:
@@ -356,8 +360,16 @@ class SandboxPool:
             if w is not None:
                 w.kill()
                 self._uids[i] = _new_uid()  # whatever the dead worker left behind keeps its old uid
-            w = self._slots[i] = _Worker(self._uids[i], self._hide, self._namespaces)
+            w = self._slots[i] = _Worker(self._uids[i], self._hide, self._namespaces, self._cpu(i))
         return w
+
+    @staticmethod
+    def _cpu(i: int) -> int | None:
+        """The CPU worker ``i`` and its programs run on: a program and its evaluator take turns
+        (one waits while the other runs), so on one CPU each hand-over is immediate instead of
+        waiting for another, possibly busy, CPU's next time slice."""
+        cpus = sorted(os.sched_getaffinity(0))
+        return cpus[i % len(cpus)] if len(cpus) > 1 else None
 
     def _retire(self, i: int) -> None:
         w = self._slots[i]

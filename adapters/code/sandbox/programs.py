@@ -21,7 +21,7 @@ import base64
 import functools
 
 from ..tasks import CodeTask
-from . import instrument
+from . import codec, instrument
 
 __all__ = ["MODES", "build_program", "count_tests", "make_job", "task_mode"]
 
@@ -65,7 +65,12 @@ def _prepared(suffix: str, entry: str, prompt: str | None) -> dict | None:
         prep = instrument.prepare_test(suffix, entry, prompt)
     except Exception:  # let the child report the problem with the full program
         return None
+    calls = prep.pop("calls")
     b64 = {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in prep.items()}
+    try:
+        b64["calls"] = [base64.b64encode(codec.encode(list(c))).decode() for c in calls]
+    except codec.CodecError:
+        b64["calls"] = []
     return b64
 
 
@@ -107,6 +112,7 @@ def make_job(
             factory=prep["factory"],
             helpers=prep["helpers"],
             total=prep["total"],
+            calls=prep["calls"],
         )
         return job
     head = program[: len(program) - len(suffix)]

@@ -295,24 +295,33 @@ def write_message(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+_PENDING: dict[int, bytearray] = {}  # bytes read past the end of a message, per fd
+
+
 def read_message(fd: int, limit: int) -> bytes | None:
-    """The next framed message (None at end of file); ValueError if longer than ``limit``."""
-    head = b""
-    while len(head) < 4:
-        chunk = os.read(fd, 4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    (n,) = struct.unpack(">I", head)
-    if n > limit:
-        raise ValueError(f"message of {n} bytes")
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+    """The next framed message (None at end of file); ValueError if longer than ``limit``.
+
+    Reads up to 64 KiB at a time: a message usually takes one read, and the
+    bytes of the messages after it (the answers to a batch of calls) wait
+    in a per-fd buffer.
+    """
+    buf = _PENDING.setdefault(fd, bytearray())
+    while len(buf) < 4:
+        chunk = os.read(fd, 65536)
         if not chunk:
             return None
         buf += chunk
-    return bytes(buf)
+    (n,) = struct.unpack(">I", buf[:4])
+    if n > limit:
+        raise ValueError(f"message of {n} bytes")
+    while len(buf) < 4 + n:
+        chunk = os.read(fd, max(65536, min(4 + n - len(buf), 1 << 20)))
+        if not chunk:
+            return None
+        buf += chunk
+    msg = bytes(buf[4 : 4 + n])
+    del buf[: 4 + n]
+    return msg
 
 
 def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
@@ -320,9 +329,10 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
 
     First message to the evaluator: ``["ok"]``, or ``["err", description]``
     when the program does not compile, raises, exits or lacks ``entry``.
-    Then, per call ``[args, kwargs]``: ``["r", value]`` with plain data,
-    ``["x", exception type name, message]``, or ``["n", why]`` for a value
-    that is not plain data. A ``SystemExit`` ends this process (the
+    Then, per call (a request ``["c", args, kwargs]``, or ``["b", [[args,
+    kwargs], ...]]`` for several calls in order, answered one by one as
+    each returns): ``["r", value]`` with plain data, ``["x", exception type
+    name, message]``, or ``["n", why]`` for a value that is not plain data. A ``SystemExit`` ends this process (the
     evaluator sees it gone). Never returns.
     """
     import types
@@ -373,14 +383,8 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
         send(rep_fd, encode(["err", _describe(exc)]))
         finish()
     send(rep_fd, encode(["ok"]))
-    while True:
-        try:
-            msg = read(req_fd, max_bytes)
-            if msg is None:
-                finish()
-            args, kwargs = decode(msg)
-        except BE:
-            exit_(70)
+
+    def answer(args, kwargs) -> None:
         try:
             value = fn(*args, **kwargs)
         except SE:
@@ -401,3 +405,16 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
         except BE as exc:  # e.g. RecursionError on a self-referencing value
             data = encode(["n", describe(exc)])
         send(rep_fd, data)
+
+    while True:
+        try:
+            msg = read(req_fd, max_bytes)
+            if msg is None:
+                finish()
+            request = decode(msg)
+            kind = request[0]
+            calls = [request[1:]] if kind == "c" else request[1] if kind == "b" else None
+        except BE:
+            exit_(70)
+        for args, kwargs in calls:
+            answer(args, kwargs)

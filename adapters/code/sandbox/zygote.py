@@ -308,8 +308,10 @@ def run_job(job: dict) -> dict:
             emit = runner._make_emitter([nonce], res_w)
             evaluator.evaluate(job, emit, req_w, rep_r)
 
-        rpid = _child(program, mine + [res_w, req_w, rep_r])
+        # The judge first: it sets up quickly and then waits for the program's greeting, so the
+        # worker gets the CPU back at once to fork the program (the other order costs a time slice).
         epid = _child(judge, mine + [req_r, rep_w])
+        rpid = _child(program, mine + [res_w, req_w, rep_r])
         for fd in (req_r, req_w, rep_r, rep_w):
             os.close(fd)
     else:
@@ -504,6 +506,11 @@ def main(argv: list[str]) -> None:
     if "--uid" in argv:
         isolation.UID = int(argv[argv.index("--uid") + 1])
     hide = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--hide"]
+    if "--cpu" in argv:
+        try:
+            os.sched_setaffinity(0, {int(argv[argv.index("--cpu") + 1])})
+        except OSError:
+            pass
     isolation.setup(hide, namespaces="--no-namespaces" not in argv)
     PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
