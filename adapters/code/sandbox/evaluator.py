@@ -76,9 +76,7 @@ def isolate(job: dict, out_w: int) -> None:
     """Limits of the evaluator process: memory, CPU, no core dumps, not inspectable."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    os.setsid()
-    os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-    os.dup2(out_w, 1)
+    os.dup2(out_w, 1)  # fd 0 is already /dev/null (the worker's)
     os.dup2(out_w, 2)
     cpu = int(job["timeout"]) + 2
     for which, value in (
@@ -98,8 +96,7 @@ def isolate(job: dict, out_w: int) -> None:
             isolation._prctl(PR_SET_DUMPABLE, 0)
         except OSError:
             pass
-    sys.stdout = sys.__stdout__ = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
-    sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+    # sys.stdout / sys.stderr are the worker's, on fds 1 and 2, which now lead to the output pipe.
 
 
 def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
