@@ -332,8 +332,8 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     Then, per call (a request ``["c", args, kwargs]``, or ``["b", [[args,
     kwargs], ...]]`` for several calls in order, answered one by one as
     each returns): ``["r", value]`` with plain data, ``["x", exception type
-    name, message]``, or ``["n", why]`` for a value that is not plain data. A ``SystemExit`` ends this process (the
-    evaluator sees it gone). Never returns.
+    name, message]``, or ``["n", why]`` for a value that is not plain data.
+    Never returns.
     """
     import types
 
@@ -341,7 +341,7 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     # the program may replace builtins (BaseException, str, type, ...) or module attributes.
     send, encode, decode, read = write_message, codec.encode, codec.decode, read_message
     exit_ = os._exit
-    BE, SE, ME, CE = BaseException, SystemExit, MemoryError, codec.CodecError
+    BE, ME, CE = BaseException, MemoryError, codec.CodecError
     describe, max_bytes, _str = _describe, codec.MAX_BYTES, str
 
     def finish(code: int = 0) -> None:
@@ -387,8 +387,6 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     def answer(args, kwargs) -> None:
         try:
             value = fn(*args, **kwargs)
-        except SE:
-            finish(0)
         except ME:
             reply = ["x", "MemoryError", ""]
         except BE as exc:
