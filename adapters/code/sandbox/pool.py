@@ -25,23 +25,19 @@ from __future__ import annotations
 
 import atexit
 import collections
-import json
 import math
 import numbers
 import os
-import select
-import signal
-import struct
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..tasks import CodeTask
 from .programs import MODES, build_program, count_tests, make_job
+from .worker import Worker as _Worker
+from .worker import WorkerDied as _WorkerDied
+from .worker import new_uid as _new_uid
 
 __all__ = [
     "ExecResult",
@@ -68,11 +64,9 @@ STATUSES: dict[str, str] = {
     "tampered": "something other than the harness wrote to the result channel",
 }
 
-_ZYGOTE = Path(__file__).with_name("zygote.py")
 #: Requests kept in flight per worker: the next one waits in the worker's
 #: stdin while the current program runs.
 _PIPELINE = 2
-_ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)
@@ -164,131 +158,6 @@ def _check_params(
         _positive_int("workers", workers, optional=True),
         _positive_int("max_output", max_output),
     )
-
-
-# ---------------------------------------------------------------------------
-# workers
-# ---------------------------------------------------------------------------
-
-
-class _WorkerDied(RuntimeError):
-    pass
-
-
-class _Worker:
-    """One zygote process and the pipe protocol to it."""
-
-    def __init__(
-        self, uid: int, hide: Sequence[str], namespaces: bool = True, cpu: int | None = None
-    ) -> None:
-        self.uid = uid
-        args = [sys.executable, "-I", "-S", str(_ZYGOTE), "--uid", str(uid)]
-        if cpu is not None:
-            args += ["--cpu", str(cpu)]
-        if not namespaces:
-            args.append("--no-namespaces")
-        for path in hide:
-            args += ["--hide", str(path)]
-        self.proc = subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if os.environ.get("REWARDFILTER_SANDBOX_DEBUG") else subprocess.DEVNULL,
-            env=_ZYGOTE_ENV,
-            close_fds=True,
-            start_new_session=True,
-            cwd="/",
-        )
-        hello = self._recv(30.0)
-        if not hello.get("ready"):
-            self.kill()
-            raise RuntimeError(f"sandbox worker failed to start: {hello!r}")
-        self.caps: dict = hello["caps"]
-        self.pid: int = hello["pid"]
-
-    def _recv(self, wait: float) -> dict:
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + wait
-        buf = bytearray()
-        need = 4
-        header_done = False
-        while len(buf) < need:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
-            if not ready:
-                raise _WorkerDied("sandbox worker did not answer in time")
-            chunk = os.read(fd, need - len(buf))
-            if not chunk:
-                raise _WorkerDied("sandbox worker exited")
-            buf += chunk
-            if not header_done and len(buf) == 4:
-                need = 4 + struct.unpack(">I", bytes(buf))[0]
-                header_done = True
-        return json.loads(bytes(buf[4:]))
-
-    def send(self, job: dict) -> None:
-        data = json.dumps(job).encode()
-        try:
-            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise _WorkerDied(f"sandbox worker unreachable: {exc}") from None
-
-    def recv(self, job: dict) -> dict:
-        # The zygote enforces the limits itself; this is only a safety net.
-        return self._recv(float(job["timeout"]) + 15.0)
-
-    def run(self, job: dict) -> dict:
-        self.send(job)
-        return self.recv(job)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a kernel problem
-            pass
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        """Ask politely (EOF on stdin ends the zygote), then make sure."""
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=2)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-
-
-_UIDS_PER_PROCESS = 1000
-_uid_lock = threading.Lock()
-_uid_next = [0]
-
-
-def _new_uid() -> int:
-    """A uid no other live worker uses: programs of different workers never share one.
-
-    Each parent process owns a block of 1000 uids (by pid), handed out in
-    turn, so concurrent pools (here or in other processes) do not share
-    ``RLIMIT_NPROC`` counts, and killing "every process of this uid" after a
-    program (the clean-up without namespaces) cannot reach another worker's
-    program.
-    """
-    with _uid_lock:
-        i = _uid_next[0] % _UIDS_PER_PROCESS
-        _uid_next[0] += 1
-    return 100_000 + (os.getpid() % 4_000_000) * _UIDS_PER_PROCESS + i
 
 
 class SandboxPool:
