@@ -91,3 +91,23 @@ def test_ctypes_cannot_be_loaded_from_any_python_on_the_machine():
         "for path in glob.glob('/usr/lib/python3*/ctypes/__init__.py'):\n"
         "    raise SystemExit('ctypes sources visible at ' + path)\n"
     )
+
+
+def test_ctypes_is_not_even_in_the_interpreter_cache():
+    """The worker never loaded ctypes, so ``_imp.create_dynamic`` has no cached copy to hand out."""
+    removed = [p for p in sandbox_capabilities()["removed"] if p.endswith(".so")]
+    assert removed
+    _run(
+        "import _imp, sys\n"
+        "assert not [m for m in sys.modules if 'ctypes' in m], sorted(sys.modules)\n"
+        f"for path in {removed!r}:\n"
+        "    class Spec:\n"
+        "        name = '_ctypes'\n"
+        "        origin = path\n"
+        "    try:\n"
+        "        _imp.create_dynamic(Spec())\n"
+        "        raise SystemExit('got _ctypes from ' + path)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+    )
+    assert sandbox_capabilities()["seccomp"] is True

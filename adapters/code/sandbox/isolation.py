@@ -13,6 +13,7 @@ import glob
 import os
 import signal
 import struct
+import sys
 
 # Modules a typical test or solution imports. Loaded once here so that (a)
 # each program does not pay for them, and (b) they stay importable after R
@@ -42,6 +43,8 @@ NPROC = 4
 #: Open files per program.
 NOFILE = 64
 _libc = None
+#: The socket to the launcher's mount server, in a worker that has no ctypes (see setup).
+SERVER: list = [None]
 
 
 def _c():
@@ -103,13 +106,20 @@ def _enter_namespaces() -> tuple[bool, bool]:
         _call("unshare", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
     except OSError:
         return False, False
+    import socket
+
+    ours, theirs = socket.socketpair()
     child = os.fork()
     if child:
+        theirs.close()
         for fd in (0, 1):  # the zygote owns the protocol; keep nothing here
             os.dup2(os.open("/dev/null", os.O_RDWR), fd)
         signal.signal(signal.SIGTERM, lambda *a: os.kill(child, signal.SIGKILL))
+        _serve_mounts(ours)  # until the zygote is gone
         _, status = os.waitpid(child, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    ours.close()
+    SERVER[0] = theirs
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # launcher killed -> zygote and all programs die
     global OWN_PIDNS
     OWN_PIDNS = os.getpid() == 1
@@ -194,12 +204,33 @@ def _hide(paths: list[str]) -> list[str]:
     return hidden
 
 
-def setup(hide: list[str], namespaces: bool = True) -> None:
-    """Isolate this worker (namespaces as root), preload the stdlib, hide paths and removed modules."""
+def setup(hide: list[str], namespaces: bool = True, argv: list[str] | None = None) -> None:
+    """Isolate this worker (namespaces as root), preload the stdlib, hide paths and removed modules.
+
+    With namespaces this process does not return: once the namespaces and
+    private mounts are in place, it sets ``PR_SET_NO_NEW_PRIVS`` and the
+    seccomp filter (both kept across ``exec``) and re-executes itself as a
+    fresh interpreter (``argv`` plus ``--stage2``) that has never loaded
+    ``ctypes``: CPython keeps a loaded extension module in a cache that
+    ``_imp.create_dynamic`` reaches even when the file is gone, so a worker
+    that had used ``ctypes`` would hand it to every program it forks. The
+    fresh worker continues in :func:`setup_stage2`; the mounts it needs
+    later (hiding, per-program working directories) are done for it by the
+    launcher (:func:`_serve_mounts`), which stays outside the pid namespace.
+    """
     CAPS["root"] = os.geteuid() == 0
     if CAPS["root"]:
         CAPS["net"], CAPS["ns"] = _enter_namespaces() if namespaces else (False, False)
         CAPS["drop"] = UID > 0
+    if CAPS["ns"] and argv is not None and SERVER[0] is not None:
+        import json
+
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        CAPS["seccomp"] = restrict()
+        fd = SERVER[0].detach()
+        os.set_inheritable(fd, True)
+        state = json.dumps({"caps": CAPS, "covered": _COVERED})
+        os.execv(sys.executable, [sys.executable, "-I", "-S", *argv, "--stage2", str(fd), state])
     for name in PRELOAD:
         try:
             __import__(name)
@@ -353,3 +384,120 @@ def restrict() -> bool:
     except OSError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------
+# the launcher's mount server, and the ctypes-free worker that uses it
+# ---------------------------------------------------------------------------
+
+WORKDIR_PREFIX = "/tmp/w"
+
+
+def _mount_workdir(path: str, uid: int | None) -> None:
+    owner = f",uid={uid},gid={uid}" if uid is not None else ""
+    _mount(
+        "tmpfs",
+        path,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        f"size={TMPFS_MB}m,nr_inodes={TMPFS_INODES},mode=700{owner}",
+    )
+
+
+def _serve_mounts(sock) -> None:
+    """In the launcher (same mount namespace as the zygote, outside its pid namespace).
+
+    Requests, one JSON line each: ``{"op": "workdir", "path", "uid"}`` mounts
+    a program's fresh tmpfs, ``{"op": "umount", "path"}`` detaches it,
+    ``{"op": "hide", "paths", "covered"}`` covers the project paths and every
+    copy of the removed modules. Only paths below ``/tmp/w`` are mounted or
+    unmounted on request. Returns when the zygote is gone.
+    """
+    import json
+
+    stream = sock.makefile("rwb")
+    while True:
+        line = stream.readline()
+        if not line:
+            return
+        try:
+            req = json.loads(line)
+            op = req["op"]
+            reply: dict = {"ok": True}
+            if op in ("workdir", "umount"):
+                path = os.path.normpath(req["path"])
+                if not path.startswith(WORKDIR_PREFIX) or "/" in path[len(WORKDIR_PREFIX) :]:
+                    raise OSError(f"refused: {path}")
+                if op == "workdir":
+                    _mount_workdir(path, req.get("uid"))
+                else:
+                    _c().umount2(path.encode(), 2)  # MNT_DETACH
+            elif op == "hide":
+                _COVERED[:] = req["covered"]
+                reply["removed"] = hide_removed_modules()
+                reply["hidden"] = _hide(req["paths"])
+            else:
+                raise OSError(f"unknown request {op!r}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        try:
+            stream.write(json.dumps(reply).encode() + b"\n")
+            stream.flush()
+        except OSError:
+            return
+
+
+def _ask(req: dict) -> dict:
+    import json
+
+    sock = SERVER[0]
+    sock.sendall(json.dumps(req).encode() + b"\n")
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise OSError("the launcher is gone")
+        buf += chunk
+    reply = json.loads(buf)
+    if not reply.get("ok"):
+        raise OSError(reply.get("error", "mount server error"))
+    return reply
+
+
+def setup_stage2(fd: int, state: str, hide: list[str]) -> None:
+    """The re-executed worker: preload the stdlib, then have the launcher hide what programs must not see."""
+    import json
+    import socket
+
+    SERVER[0] = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    saved = json.loads(state)
+    CAPS.update(saved["caps"])
+    global OWN_PIDNS
+    OWN_PIDNS = os.getpid() == 1
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    reply = _ask({"op": "hide", "paths": hide, "covered": saved["covered"]})
+    CAPS["removed"], CAPS["hidden"] = reply["removed"], reply["hidden"]
+    import gc
+
+    gc.freeze()
+
+
+def mount_workdir(path: str, uid: int | None) -> None:
+    """Mount a program's fresh noexec tmpfs at ``path`` (directly, or through the launcher)."""
+    if SERVER[0] is not None and _libc is None:
+        _ask({"op": "workdir", "path": path, "uid": uid})
+    else:
+        _mount_workdir(path, uid)
+
+
+def umount_workdir(path: str) -> None:
+    """Detach a program's tmpfs: it and its files are gone."""
+    if SERVER[0] is not None and _libc is None:
+        _ask({"op": "umount", "path": path})
+    else:
+        _c().umount2(path.encode(), 2)

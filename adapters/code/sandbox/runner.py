@@ -198,7 +198,11 @@ def isolate(job: dict, out_w: int, keep: list[int], workdir: str) -> list[int]:
     each is moved to a random number above 100 and every other fd is closed.
     """
     caps = isolation.CAPS
-    isolation._prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A worker without ctypes (the namespaced one, see isolation.setup) passed PR_SET_NO_NEW_PRIVS
+    # and the seccomp filter down to us; its pid namespace ends us if it dies.
+    direct = isolation._libc is not None
+    if direct:
+        isolation._prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-size writes raise OSError instead
@@ -257,9 +261,13 @@ def isolate(job: dict, out_w: int, keep: list[int], workdir: str) -> list[int]:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-        isolation._prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change
-    isolation._prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
-    isolation.restrict()
+        if direct:
+            isolation._prctl(
+                isolation.PR_SET_PDEATHSIG, signal.SIGKILL
+            )  # cleared by the uid change
+    if direct:
+        isolation._prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
+        isolation.restrict()
     sys.stdin = sys.__stdin__ = open(0, closefd=False)  # noqa: SIM115
     sys.stdout = sys.__stdout__ = open(1, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
     sys.stderr = sys.__stderr__ = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115

@@ -58,7 +58,7 @@ from isolation import CAPS  # noqa: E402
 #: Bytes of result records accepted before the run counts as tampered.
 MAX_RECORDS = 1 << 20
 PROTO_IN = PROTO_OUT = -1
-WORKDIR_NS = "/tmp/w"
+WORKDIR_NS = isolation.WORKDIR_PREFIX
 
 
 def _kill_everything(rpid: int) -> None:
@@ -118,15 +118,7 @@ def _fresh_workdir() -> str:
         _RUNS[0] += 1
         workdir = f"{WORKDIR_NS}{_RUNS[0]}"  # a new name each time: a failed clean-up cannot block the next run
         os.mkdir(workdir, 0o700)
-        uid = isolation.UID
-        owner = f",uid={uid},gid={uid}" if CAPS["drop"] else ""
-        isolation._mount(
-            "tmpfs",
-            workdir,
-            "tmpfs",
-            isolation.MS_NOSUID | isolation.MS_NODEV | isolation.MS_NOEXEC,
-            f"size={isolation.TMPFS_MB}m,nr_inodes={isolation.TMPFS_INODES},mode=700{owner}",
-        )
+        isolation.mount_workdir(workdir, isolation.UID if CAPS["drop"] else None)
         return workdir
     import tempfile
 
@@ -138,7 +130,7 @@ def _fresh_workdir() -> str:
 
 def _drop_workdir(workdir: str) -> None:
     if CAPS["ns"]:
-        isolation._c().umount2(workdir.encode(), 2)  # MNT_DETACH: the tmpfs and its files are gone
+        isolation.umount_workdir(workdir)  # the tmpfs and its files are gone
         try:
             os.rmdir(workdir)
         except OSError:
@@ -292,6 +284,8 @@ def run_job(job: dict) -> dict:
     workdir = _NEXT_WORKDIR.pop() if _NEXT_WORKDIR else _fresh_workdir()
     t0 = time.monotonic()
     mine = [out_r, res_r, PROTO_IN, PROTO_OUT]
+    if isolation.SERVER[0] is not None:
+        mine.append(isolation.SERVER[0].fileno())  # the launcher's mount server: not for them
     if strong:
         req_r, req_w = os.pipe()  # evaluator -> program: calls
         rep_r, rep_w = os.pipe()  # program -> evaluator: replies
@@ -514,7 +508,11 @@ def main(argv: list[str]) -> None:
             os.sched_setaffinity(0, {int(argv[argv.index("--cpu") + 1])})
         except OSError:
             pass
-    isolation.setup(hide, namespaces="--no-namespaces" not in argv)
+    if "--stage2" in argv:
+        i = argv.index("--stage2")
+        isolation.setup_stage2(int(argv[i + 1]), argv[i + 2], hide)
+    else:
+        isolation.setup(hide, namespaces="--no-namespaces" not in argv, argv=[__file__, *argv])
     PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
