@@ -111,3 +111,25 @@ def test_ctypes_is_not_even_in_the_interpreter_cache():
         "        pass\n"
     )
     assert sandbox_capabilities()["seccomp"] is True
+
+
+def test_a_reused_workdir_keeps_nothing_of_the_previous_program():
+    from rewardfilter.adapters.code.sandbox import SandboxPool
+
+    messy = (
+        "import os\n"
+        "os.makedirs('a/b/c')\n"
+        "open('a/b/c/f', 'w').write('x' * 1000)\n"
+        "os.symlink('/etc/passwd', 'link')\n"
+        "os.mkfifo('fifo')\n"
+        "os.chmod('a/b', 0)\n"
+        "os.chmod('.', 0o777)\n"
+    )
+    check = (
+        "import os, stat\n"
+        "assert os.listdir('.') == [], os.listdir('.')\n"
+        "assert stat.S_IMODE(os.stat('.').st_mode) == 0o700, oct(os.stat('.').st_mode)\n"
+    )
+    with SandboxPool(1) as pool:
+        results = pool.map([messy, check, messy, check])
+    assert [r.status for r in results] == ["passed"] * 4, [r.detail for r in results]

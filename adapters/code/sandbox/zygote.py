@@ -111,10 +111,13 @@ def _reap_all(limit_s: float = 2.0) -> None:
 
 
 _RUNS = [0]
+_CLEAN: list[str] = []  # a mounted workdir emptied after its run, ready to be used again
 
 
 def _fresh_workdir() -> str:
     if CAPS["ns"]:
+        if _CLEAN:
+            return _CLEAN.pop()
         _RUNS[0] += 1
         workdir = f"{WORKDIR_NS}{_RUNS[0]}"  # a new name each time: a failed clean-up cannot block the next run
         os.mkdir(workdir, 0o700)
@@ -128,8 +131,30 @@ def _fresh_workdir() -> str:
     return workdir
 
 
-def _drop_workdir(workdir: str) -> None:
+def _empty(workdir: str) -> bool:
+    """Remove everything a finished program left in its tmpfs (as root); False if that failed."""
+    import shutil
+
+    try:
+        for entry in os.scandir(workdir):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        owner = isolation.UID if CAPS["drop"] else 0
+        os.chown(workdir, owner, owner)
+        os.chmod(workdir, 0o700)
+        return not os.listdir(workdir)
+    except OSError:
+        return False
+
+
+def _drop_workdir(workdir: str, reuse: bool = False) -> None:
+    """After a run: empty the tmpfs for the next program (``reuse``), or unmount it."""
     if CAPS["ns"]:
+        if reuse and not _CLEAN and _empty(workdir):
+            _CLEAN.append(workdir)  # mounting a fresh tmpfs costs a round trip to the launcher
+            return
         isolation.umount_workdir(workdir)  # the tmpfs and its files are gone
         try:
             os.rmdir(workdir)
@@ -436,7 +461,7 @@ def run_job(job: dict) -> dict:
     # The verdict is final now. Reaping and unmounting happen after the
     # answer is sent (see main), off the parent's critical path, but always
     # before the next program starts.
-    _AFTER_SEND.append(lambda: (_reap_all(), _drop_workdir(workdir)))
+    _AFTER_SEND.append(lambda: (_reap_all(), _drop_workdir(workdir, reuse=True)))
     usage = prog_ended[1] if prog_ended else None
     cpu = usage.ru_utime + usage.ru_stime if usage is not None else 0.0
     result = _status_of(
@@ -522,13 +547,13 @@ def main(argv: list[str]) -> None:
     while True:
         header = _read_exact(PROTO_IN, 4)
         if header is None:
-            while _NEXT_WORKDIR:  # the parent went away: leave nothing behind
-                _drop_workdir(_NEXT_WORKDIR.pop())
+            while _NEXT_WORKDIR or _CLEAN:  # the parent went away: leave nothing behind
+                _drop_workdir((_NEXT_WORKDIR or _CLEAN).pop())
             return
         payload = _read_exact(PROTO_IN, struct.unpack(">I", header)[0])
         if payload is None:
-            while _NEXT_WORKDIR:
-                _drop_workdir(_NEXT_WORKDIR.pop())
+            while _NEXT_WORKDIR or _CLEAN:
+                _drop_workdir((_NEXT_WORKDIR or _CLEAN).pop())
             return
         job = json.loads(payload)
         del payload  # the test is in it: a program walking up to this frame must not find it
