@@ -450,7 +450,7 @@ def test_timeout_after_partial_progress_in_hostile_suite(hostile_run):
 def test_forged_channel_is_detected(hostile_run):
     # strong mode: the program holds no result channel at all, its forged records go nowhere
     res = hostile_run["results"]["27_forge_result_channel"]
-    assert (res.mode, res.status, res.tests_passed) == ("strong", "exited", 0)
+    assert (res.mode, res.tests_passed) == ("strong", 0) and res.status in {"exited", "error"}
     # in-process mode: the channel is there, the forgery is detected
     body = (HOSTILE_DIR / "27_forge_result_channel.txt").read_text()
     body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")) + "\n"

@@ -39,6 +39,8 @@ except ImportError:  # run inside the worker, where these are top-level modules
 ONE_LINE = instrument.ONE_LINE
 #: Address-space limit of the evaluator (it holds only the test and plain data).
 EVAL_MEMORY_MB = 1024
+#: Programs one judge process evaluates before the worker replaces it with a fresh one.
+RUNS_PER_JUDGE = 500
 PR_SET_DUMPABLE = 4
 
 
@@ -72,18 +74,16 @@ def _clean(text, limit: int = 300) -> str:
     return text[:limit].translate(ONE_LINE)
 
 
-def isolate(job: dict, out_w: int) -> None:
-    """Limits of the evaluator process: memory, CPU, no core dumps, not inspectable."""
+class _Done(BaseException):
+    """Ends one evaluation (the judge then waits for the next); never caught by the test."""
+
+
+def setup() -> None:
+    """Limits of the judge process, once: memory, no core dumps, not inspectable, own group."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    os.dup2(out_w, 1)  # fd 0 is already /dev/null (the worker's)
-    os.dup2(out_w, 2)
-    cpu = int(job["timeout"]) + 2
-    for which, value in (
-        (resource.RLIMIT_AS, EVAL_MEMORY_MB << 20),
-        (resource.RLIMIT_CPU, cpu),
-        (resource.RLIMIT_CORE, 0),
-    ):
+    os.setsid()
+    for which, value in ((resource.RLIMIT_AS, EVAL_MEMORY_MB << 20), (resource.RLIMIT_CORE, 0)):
         try:
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):
@@ -96,20 +96,73 @@ def isolate(job: dict, out_w: int) -> None:
             isolation._prctl(PR_SET_DUMPABLE, 0)
         except OSError:
             pass
-    # sys.stdout / sys.stderr are the worker's, on fds 1 and 2, which now lead to the output pipe.
 
 
-def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
-    """Run the test of ``job`` against the program behind ``req_w`` / ``rep_r``; never returns."""
-    exit_ = os._exit
+def serve(ctl, own_pidns: bool) -> None:
+    """The judge's loop: one evaluation per request from the worker, until the worker is gone.
 
-    def finish() -> None:
+    A request is a JSON object (the job's test parts, the nonce) with four
+    file descriptors: the call pipe to the program, the reply pipe from it,
+    the result pipe and the output pipe. After each evaluation the judge
+    ends the program's whole process tree (``kill(-1)`` in the pid
+    namespace: everything but the judge and its pid 1) and answers ``d``.
+    Staying alive saves a fork, and the copy-on-write faults and teardown
+    of a process, per program; the worker forks a new judge when one dies
+    or is killed (a timeout), and after :data:`RUNS_PER_JUDGE` programs.
+    """
+    import json
+    import socket
+
+    null = os.open("/dev/null", os.O_RDWR)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, 1 << 22, 4)
+        except OSError:
+            return
+        if not msg:
+            return
+        job = json.loads(msg)
+        req_w, rep_r, res_w, out_w = fds
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        emit = runner._make_emitter([job.pop("nonce")], res_w)
+        try:
+            evaluate(job, emit, req_w, rep_r)
+        except _Done:
+            pass
+        except BaseException as exc:  # a bug here must not look like a verdict
+            try:
+                emit("E HarnessError " + _clean(repr(exc)))
+            except BaseException:
+                pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except BaseException:
                 pass
-        exit_(0)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        for fd in fds:
+            os.close(fd)
+        runner._PENDING.pop(rep_r, None)
+        if own_pidns:
+            try:
+                os.kill(-1, signal.SIGKILL)  # the program and all it started; not us, not pid 1
+            except OSError:
+                pass
+        del job, emit
+        try:
+            ctl.sendall(b"d")
+        except OSError:
+            return
+
+
+def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
+    """Run the test of ``job`` against the program behind ``req_w`` / ``rep_r``; raises _Done."""
+    gone = []
+
+    def finish() -> None:
+        raise _Done
 
     def describe(exc) -> str:
         return (type(exc).__name__ + " " + _clean(str(exc))).strip()
@@ -120,7 +173,9 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
         except (ValueError, OSError):
             raise NotPlainData("the reply is larger than allowed") from None
         if msg is None:  # the program's process is gone: the worker looks at how it ended
-            emit("X")
+            if not gone:
+                emit("X")
+                gone.append(True)
             finish()
         try:
             return codec.decode(msg)
@@ -134,6 +189,8 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
         for part in ("helpers", "test", "factory"):
             if job.get(part):
                 exec(marshal.loads(base64.b64decode(job[part])), g)
+    except _Done:
+        raise
     except BaseException as exc:
         emit("E HarnessError the task's prompt or test failed: " + describe(exc))
         finish()
@@ -155,10 +212,13 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
             runner.write_message(req_w, batch)
         except OSError:
             emit("X")
+            gone.append(True)
             finish()
     pending = list(reversed(expected))
 
     def candidate(*args, **kwargs):
+        if gone:
+            finish()
         try:
             request = codec.encode([args, kwargs])
         except codec.CodecError as exc:
@@ -173,6 +233,7 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
                 runner.write_message(req_w, codec.encode(["c", args, kwargs]))
             except OSError:
                 emit("X")
+                gone.append(True)
                 finish()
         reply = receive()
         if type(reply) is list and len(reply) == 2 and reply[0] == "r":
@@ -184,6 +245,8 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
         raise NotPlainData("malformed reply")
 
     def rec(i, exc) -> None:
+        if gone or isinstance(exc, _Done):
+            finish()  # raised from the unit's except clause: the test cannot swallow it
         emit(f"U {i} 1" if exc is None else f"U {i} 0 {describe(exc)}")
 
     try:
@@ -191,11 +254,15 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
         g["check"] = check
         g[job["entry"]] = candidate
         check(candidate)
+    except _Done:
+        raise
     except MemoryError:
         emit("E MemoryError")
         finish()
     except BaseException as exc:
         emit("E " + describe(exc))
+        finish()
+    if gone:
         finish()
     emit("D")
     finish()

@@ -42,6 +42,7 @@ import json
 import os
 import select
 import signal
+import socket
 import struct
 import sys
 import time
@@ -61,7 +62,52 @@ PROTO_IN = PROTO_OUT = -1
 WORKDIR_NS = isolation.WORKDIR_PREFIX
 
 
-def _kill_everything(rpid: int) -> None:
+class _Judge:
+    """The worker's persistent trusted evaluator process (see evaluator.serve)."""
+
+    def __init__(self) -> None:
+        self.ctl, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                keep = theirs.fileno()
+                os.closerange(3, keep)  # the protocol, the mount server, any run's pipes
+                os.closerange(keep + 1, 65536)
+                evaluator.setup()
+                evaluator.serve(theirs, isolation.OWN_PIDNS and CAPS["ns"])
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.pid = pid
+        self.runs = 0
+
+
+_JUDGE: _Judge | None = None
+
+
+def _judge() -> _Judge:
+    global _JUDGE
+    if _JUDGE is not None and _JUDGE.runs >= evaluator.RUNS_PER_JUDGE:
+        _judge_lost()
+    if _JUDGE is None:
+        _JUDGE = _Judge()
+    _JUDGE.runs += 1
+    return _JUDGE
+
+
+def _judge_lost() -> None:
+    """Forget the judge (killed with a program's tree, died, or retired); it is reaped later."""
+    global _JUDGE
+    if _JUDGE is not None:
+        try:
+            os.kill(_JUDGE.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _JUDGE.ctl.close()
+        _JUDGE = None
+
+
+def _kill_everything(rpid: int, judge_did_it: bool = False) -> None:
     """Kill the program and anything it started.
 
     As pid 1 of our own pid namespace, ``kill(-1)`` reaches every other
@@ -73,13 +119,14 @@ def _kill_everything(rpid: int) -> None:
         os.killpg(rpid, signal.SIGKILL)
     except OSError:
         pass
-    if (
-        isolation.OWN_PIDNS and os.getpid() == 1
-    ):  # pid 1 of our own pid namespace: -1 is "everything in it"
+    if judge_did_it and isolation.OWN_PIDNS:
+        return  # the judge sent kill(-1) before it answered: everything but it and us is gone
+    if isolation.OWN_PIDNS and os.getpid() == 1:  # -1 is "everything in our pid namespace"
         try:
             os.kill(-1, signal.SIGKILL)
         except OSError:
             pass
+        _judge_lost()  # the judge was in it too
     elif CAPS["drop"]:
         # No pid namespace, but a uid of our own: a helper with that uid
         # sends kill(-1), which reaches exactly the processes of that uid.
@@ -96,6 +143,16 @@ def _kill_everything(rpid: int) -> None:
         os.waitpid(helper, 0)
 
 
+def _children_but_judge() -> bool:
+    """Whether this process has children other than the judge (dying ones included)."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            kids = {int(x) for x in f.read().split()}
+    except OSError:
+        return False
+    return bool(kids - {_JUDGE.pid if _JUDGE is not None else -1})
+
+
 def _reap_all(limit_s: float = 2.0) -> None:
     """Collect every child (orphans of the program are re-parented to pid 1)."""
     end = time.monotonic() + limit_s
@@ -105,7 +162,7 @@ def _reap_all(limit_s: float = 2.0) -> None:
         except ChildProcessError:
             return
         if pid == 0:
-            if time.monotonic() > end:
+            if time.monotonic() > end or (_JUDGE is not None and not _children_but_judge()):
                 return
             time.sleep(0.001)
 
@@ -311,9 +368,20 @@ def run_job(job: dict) -> dict:
     mine = [out_r, res_r, PROTO_IN, PROTO_OUT]
     if isolation.SERVER[0] is not None:
         mine.append(isolation.SERVER[0].fileno())  # the launcher's mount server: not for them
+    judge_done = False
     if strong:
+        judge = _judge()
         req_r, req_w = os.pipe()  # evaluator -> program: calls
         rep_r, rep_w = os.pipe()  # program -> evaluator: replies
+        request = {k: job.get(k) for k in ("helpers", "test", "factory", "total", "entry", "calls")}
+        request["nonce"] = nonce
+        try:
+            socket.send_fds(judge.ctl, [json.dumps(request).encode()], [req_w, rep_r, res_w, out_w])
+        except OSError:
+            _judge_lost()
+            judge = _judge()
+            socket.send_fds(judge.ctl, [json.dumps(request).encode()], [req_w, rep_r, res_w, out_w])
+        del request
 
         def program() -> None:
             nonlocal nonce
@@ -322,17 +390,10 @@ def run_job(job: dict) -> dict:
             fds = runner.isolate(job, out_w, [req_r, rep_w], workdir)
             runner.serve(job["body"], job["entry"], fds[0], fds[1])
 
-        def judge() -> None:
-            evaluator.isolate(job, out_w)
-            emit = runner._make_emitter([nonce], res_w)
-            evaluator.evaluate(job, emit, req_w, rep_r)
-
-        # The judge first: it sets up quickly and then waits for the program's greeting, so the
-        # worker gets the CPU back at once to fork the program (the other order costs a time slice).
-        epid = _child(judge, mine + [req_r, rep_w])
-        rpid = _child(program, mine + [res_w, req_w, rep_r])
+        rpid = _child(program, mine + [res_w, req_w, rep_r, judge.ctl.fileno()])
         for fd in (req_r, req_w, rep_r, rep_w):
             os.close(fd)
+        epid = None
     else:
 
         def program() -> None:
@@ -342,11 +403,12 @@ def run_job(job: dict) -> dict:
             (fd,) = runner.isolate(job, out_w, [res_w], workdir)
             runner.harness(job["program"], secret, fd, job.get("prepared"))
 
-        rpid = epid = _child(program, mine)
+        ctl = [_JUDGE.ctl.fileno()] if _JUDGE is not None else []
+        rpid = epid = _child(program, mine + ctl)
     nonce_out = nonce
     os.close(out_w)
     os.close(res_w)
-    pids = {rpid, epid}
+    pids = {rpid}
     pidfds: dict[int, int] = {}
     for pid in pids:
         try:
@@ -390,16 +452,16 @@ def run_job(job: dict) -> dict:
             if len(records) >= MAX_RECORDS:
                 kill()
 
+    judge_fd = _JUDGE.ctl.fileno() if strong and _JUDGE is not None else None
     try:
-        while epid not in statuses:
-            if strong and res_r not in open_fds and records.endswith(b" D\n"):
-                break  # the judge reported check() done and closed its channel: no need to wait
-                # for its exit (its teardown costs a few ms); it is killed and reaped below
+        while not (judge_done if strong else rpid in statuses):
             now = time.monotonic()
             if now >= deadline and not killed:
                 timed_out = True
                 kill()
             watch = list(open_fds) + list(pidfds.values())
+            if judge_fd is not None and not killed:
+                watch.append(judge_fd)
             if not _PARENT_GONE[0]:
                 watch.append(PROTO_IN)
             wait = max(deadline - now, 0.0) if not killed else 0.05
@@ -416,8 +478,18 @@ def run_job(job: dict) -> dict:
                     else:
                         _PARENT_GONE[0] = True
                         kill()
+                elif fd == judge_fd:
+                    try:
+                        got = _JUDGE.ctl.recv(1) if _JUDGE is not None else b""
+                    except OSError:
+                        got = b""
+                    if got != b"d":
+                        _judge_lost()  # it died: whatever it reported stands, without a "D" no pass
+                    judge_done = True
                 elif fd in open_fds:
                     read(fd)
+            if strong and killed and rpid in statuses:
+                judge_done = True  # the judge died with everything else (see kill)
             for pid in pids - set(statuses):
                 got, st, ru = os.wait4(pid, os.WNOHANG)
                 if got == pid:
@@ -428,6 +500,8 @@ def run_job(job: dict) -> dict:
         kill()
         for pid in pids - set(statuses):
             os.waitpid(pid, 0)
+        if strong:
+            _judge_lost()
         _kill_everything(rpid)
         _reap_all()
         for fd in [out_r, res_r, *pidfds.values()]:
@@ -450,7 +524,7 @@ def run_job(job: dict) -> dict:
             time.sleep(0.002)
     # End the program and whatever it started, then drain the pipes.
     prog_ended = statuses.get(rpid)
-    _kill_everything(rpid)
+    _kill_everything(rpid, judge_did_it=strong and _JUDGE is not None)
     drain_end = time.monotonic() + 1.0
     while open_fds and time.monotonic() < drain_end:
         ready, _, _ = select.select(list(open_fds), [], [], 0.05)
@@ -470,7 +544,9 @@ def run_job(job: dict) -> dict:
         overflow,
         bytes(records),
         nonce_out,
-        statuses[epid][0] if epid in statuses else 0,  # 0: exited with code 0
+        (statuses[epid][0] if epid in statuses else 0)
+        if not strong
+        else (0 if _JUDGE is not None else signal.SIGKILL),  # the judge's "exit status"
         cpu,
         prog_status=prog_ended[0] if prog_ended else None,
         strong=strong,
