@@ -238,9 +238,7 @@ class SandboxPool:
         (one waits while the other runs), so on one CPU each hand-over is immediate instead of
         waiting for another, possibly busy, CPU's next time slice."""
         cpus = sorted(os.sched_getaffinity(0))
-        return (
-            None if os.environ.get("RF_NOPIN") else cpus[i % len(cpus)] if len(cpus) > 1 else None
-        )
+        return cpus[i % len(cpus)] if len(cpus) > 1 else None
 
     def _retire(self, i: int) -> None:
         w = self._slots[i]
