@@ -12,22 +12,7 @@ import argparse
 import dataclasses
 import sys
 
-
-def _add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field, with the field's help text."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.type in (bool, "bool"):
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
-            )
-            continue
-        choices = f.metadata.get("choices")
-        kind = int if "int" in str(f.type) else str
-        parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=help_text)
+from rewardfilter.io import add_dataclass_arguments
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -93,7 +78,7 @@ def add_subcommands(subparsers) -> None:
     run.add_argument(
         "config", help="YAML config file (or the name of a shipped one, e.g. demo.yaml)."
     )
-    _add_options(run, RunOptions)
+    add_dataclass_arguments(run, RunOptions)
     run.set_defaults(func=cmd_run)
 
     report = subparsers.add_parser(
@@ -101,5 +86,5 @@ def add_subcommands(subparsers) -> None:
         help="Summarise an experiment folder: tables (CSV, Markdown) and plots (PNG).",
     )
     report.add_argument("dir", help="Output folder of 'rewardfilter run'.")
-    _add_options(report, ReportOptions, skip=("dir",))
+    add_dataclass_arguments(report, ReportOptions, skip=("dir",))
     report.set_defaults(func=cmd_report)
