@@ -25,7 +25,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     options = RunOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)})
-    summary = run_experiment(config, options)
+    try:
+        summary = run_experiment(config, options)
+    except (ConnectionError, ValueError) as exc:  # a bad --address, a bad option
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{summary.total} runs in {summary.out}: {summary.skipped} already finished, "
         f"{len(summary.completed)} completed now, {len(summary.failed)} failed."

@@ -323,11 +323,41 @@ def _run_local(todo, workers, on_done, on_error, progress) -> None:
     pool.shutdown()
 
 
-def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail within ``timeout`` seconds, naming ``address``, if no Ray cluster can be there.
+
+    Ray itself retries an unreachable address for minutes with warnings only.
+    ``auto`` (a cluster started on this machine) is left to Ray, which answers
+    at once; ``host:port`` and ``ray://host:port`` must accept a TCP connection.
+    """
+    import socket
+
+    if address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(
+            f"The 'address' option must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'; got {address!r}."
+        )
     try:
-        import ray
-    except ImportError as exc:
-        raise RuntimeError("The ray backend needs Ray: pip install 'rewardfilter[ray]'.") from exc
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(
+            f"No Ray cluster reachable at --address {address!r} ({exc}); start one with "
+            "'ray start --head' or check the host and port."
+        ) from None
+
+
+def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
+    from rewardfilter.extras import check_modules
+
+    check_modules(("ray",), "ray", "The 'ray' backend")
+    import ray
+
+    if address:
+        check_ray_address(address)
 
     started = not ray.is_initialized()
     if started:
@@ -340,7 +370,12 @@ def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
             kwargs["address"] = address
         else:
             kwargs["num_cpus"] = workers
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"Cannot connect to Ray at --address {address!r}: {exc}"
+            ) from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         refs = {remote.remote(run): run["run_id"] for run in todo}
@@ -387,6 +422,15 @@ def run_experiment(
         raise ValueError(f"The 'backend' option must be 'local' or 'ray'; got {options.backend!r}.")
     if options.workers is not None and options.workers < 1:
         raise ValueError(f"The 'workers' option must be an int >= 1; got {options.workers!r}.")
+    from rewardfilter.experiments.domains import check_requirements
+
+    check_requirements(config.domain)  # a missing extra: one message, before anything is written
+    if options.backend == "ray":
+        from rewardfilter.extras import check_modules
+
+        check_modules(("ray",), "ray", "The 'ray' backend")
+        if options.address:
+            check_ray_address(options.address)
     out = Path(options.out or Path("runs") / config.name)
     runs, todo = prepare(config, out)
     skipped = len(runs) - len(todo)
