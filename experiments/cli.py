@@ -17,7 +17,7 @@ from rewardfilter.io import add_dataclass_arguments
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rewardfilter.experiments.config import ConfigError, load_config
-    from rewardfilter.experiments.runner import RunOptions, run_experiment
+    from rewardfilter.experiments.runner import RunnerError, RunOptions, run_experiment
 
     try:
         config = load_config(args.config)
@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)})
     try:
         summary = run_experiment(config, options)
-    except (ConnectionError, ValueError) as exc:  # a bad --address, a bad option
+    except (ConnectionError, RunnerError, ValueError) as exc:  # --address, OUT, an option
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
@@ -51,7 +51,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.markdown)
-    print("\nwrote " + ", ".join(str(p) for p in report.files))
+    if report.files:
+        print("\nwrote " + ", ".join(str(p) for p in report.files))
+    else:
+        print(
+            f"\n{args.dir} is read-only: nothing written "
+            "(--out DIR writes the tables and plots elsewhere)."
+        )
     return 0
 
 
