@@ -21,7 +21,6 @@ from rewardfilter.filters import (
     Compose,
     Filter,
     NoFilter,
-    NotFittedError,
     RandomK,
     RankWeights,
     StdTop,
@@ -43,6 +42,15 @@ from rewardfilter.reliability import (
 from rewardfilter.selection import FilterScore, filtered_r2, rank_filters
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":  # scikit-learn's class, imported on first use (keeps import light)
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCEPTED_SPECS",

@@ -36,24 +36,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rewardfilter._validation import (
+from rewardfilter.grouping import group_spread, rank_within_groups
+from rewardfilter.reliability import ensemble_std
+from rewardfilter.validation import (
     as_generator,
     check_1d_finite,
     check_ensemble,
     check_groups,
+    check_scalar,
+    is_number,
     param_error,
 )
-from rewardfilter.grouping import group_spread, rank_within_groups
-from rewardfilter.reliability import ensemble_std
 
 ACCEPTED_SPECS = (
     "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, "
     "adaptive, zero_std[:EPS], std_top:P, and specs joined by '+' (zero_std+br)"
 )
-
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a filter that needs labelled data is used before ``fit``."""
 
 
 class Filter(ABC):
@@ -129,8 +127,7 @@ class Filter(ABC):
 
     def check_group_size(self, n: int) -> None:
         """Raise ``ValueError`` if groups of ``n`` samples cannot serve this filter."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise param_error("group_size", self.spec, "an int >= 1", n)
+        check_scalar(n, "group_size", self.spec, "int", min_val=1)
         if n < self.min_group_size:
             raise ValueError(
                 f"Filter {self.spec!r} needs groups of at least {self.min_group_size} samples; "
@@ -172,7 +169,7 @@ class RandomK(Filter):
     k: int = 2
 
     def __post_init__(self):
-        _check_int_at_least(self.k, "k", "random", 1)
+        check_scalar(self.k, "k", "random", "int", min_val=1)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
@@ -239,7 +236,7 @@ class TopK(Filter):
     k: int = 1
 
     def __post_init__(self):
-        _check_int_at_least(self.k, "k", "topk", 1)
+        check_scalar(self.k, "k", "topk", "int", min_val=1)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
@@ -260,8 +257,7 @@ class Threshold(Filter):
     t: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.t, (int, float, np.number)) or not math.isfinite(self.t):
-            raise param_error("t", "threshold", "a finite float", self.t)
+        check_scalar(self.t, "t", "threshold")
 
     @property
     def spec(self) -> str:
@@ -282,8 +278,9 @@ class RankWeights(Filter):
     w: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
-        w = tuple(float(x) for x in self.w) if _is_sequence(self.w) else None
-        if not w or not all(math.isfinite(x) and x >= 0 for x in w) or not any(x > 0 for x in w):
+        ok = _is_sequence(self.w) and all(is_number(x) and x >= 0 for x in self.w)
+        w = tuple(float(x) for x in self.w) if ok else ()
+        if not w or not any(x > 0 for x in w):
             raise param_error(
                 "w", "rank", "a non-empty list of finite weights >= 0, at least one > 0", self.w
             )
@@ -328,8 +325,7 @@ class Uncertainty(Filter):
     needs_ensemble: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not isinstance(self.q, (int, float, np.number)) or not (0.0 <= self.q < 1.0):
-            raise param_error("q", "uncertainty", "a float in [0, 1)", self.q)
+        check_scalar(self.q, "q", "uncertainty", min_val=0, max_val=1, include_boundaries="left")
 
     @property
     def spec(self) -> str:
@@ -356,7 +352,7 @@ class ZeroStd(Filter):
     min_group_size: ClassVar[int] = 2
 
     def __post_init__(self):
-        _check_float_at_least(self.eps, "eps", "zero_std", 0.0)
+        check_scalar(self.eps, "eps", "zero_std", min_val=0)
 
     @property
     def spec(self) -> str:
@@ -380,9 +376,7 @@ class StdTop(Filter):
     min_group_size: ClassVar[int] = 2
 
     def __post_init__(self):
-        ok = _is_real(self.p) and 0.0 < self.p <= 1.0
-        if not ok:
-            raise param_error("p", "std_top", "a float in (0, 1]", self.p)
+        check_scalar(self.p, "p", "std_top", min_val=0, max_val=1, include_boundaries="right")
 
     @property
     def spec(self) -> str:
@@ -492,7 +486,7 @@ class AdaptiveFilter(Filter):
                 "candidates", "adaptive", "specs of non-adaptive filters", self.candidates
             )
         self.candidates = tuple(f.spec for f in filters)
-        _check_int_at_least(self.draws, "draws", "adaptive", 1)
+        check_scalar(self.draws, "draws", "adaptive", "int", min_val=1)
 
     @property
     def spec(self) -> str:
@@ -523,6 +517,8 @@ class AdaptiveFilter(Filter):
 
     def _fitted(self) -> Filter:
         if self.chosen_ is None:
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError(
                 "This adaptive filter is not fitted yet; call fit(rewards, scores, groups) with labelled data first."
             )
@@ -534,24 +530,6 @@ class AdaptiveFilter(Filter):
 
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
-
-
-def _is_real(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, (bool, np.bool_))
-        and math.isfinite(value)
-    )
-
-
-def _check_float_at_least(value: Any, param: str, owner: str, minimum: float) -> None:
-    if not _is_real(value) or value < minimum:
-        raise param_error(param, owner, f"a float in [{minimum:g}, inf)", value)
-
-
-def _check_int_at_least(value: Any, param: str, owner: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise param_error(param, owner, f"an int >= {minimum}", value)
 
 
 def _parse_int(text: str, param: str, owner: str) -> int:
