@@ -45,6 +45,7 @@ from rewardfilter.selection import (
     filtered_r2,
     rank_filters,
 )
+from rewardfilter.stats import FilterStats, filter_stats
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,7 @@ __all__ = [
     "FewKeptSamplesWarning",
     "Filter",
     "FilterScore",
+    "FilterStats",
     "NoFilter",
     "NotFittedError",
     "RandomK",
@@ -79,6 +81,7 @@ __all__ = [
     "ZeroStd",
     "auc",
     "ensemble_std",
+    "filter_stats",
     "filtered_r2",
     "make_filter",
     "mse",
