@@ -78,7 +78,7 @@ def test_standard_aliases_and_merging_of_hparams_and_budget():
         tiny_raw(
             methods="standard",
             group_size=5,
-            hparams={"lr": 1.0, "a": 1},
+            hparams={"lr": 1.0, "sleep": 0.0},
             tasks=[{"id": "bandit/4x5", "hparams": {"lr": 2.0}, "budget": {"steps": 20}}],
         )
     )
@@ -89,7 +89,7 @@ def test_standard_aliases_and_merging_of_hparams_and_budget():
         by_name["uncertainty:0.25"].filter == "uncertainty:0.25" and "PF-PPO (adaptive)" in by_name
     )
     run = config.expand()[0]
-    assert run["hparams"] == {"lr": 2.0, "a": 1}
+    assert run["hparams"] == {"lr": 2.0, "sleep": 0.0}
     assert run["budget"] == {"steps": 20, "eval_every": 10, "eval_episodes": 1}
 
 
@@ -296,8 +296,14 @@ def test_bootstrap_ci_covers_the_mean_and_collapses_on_constants():
 
 
 def test_a_failing_run_is_reported_and_redone_next_time(tmp_path):
-    raw = tiny_raw(tasks=[{"id": "bandit/4x3"}, {"id": "bandit/oops"}], methods=["PPO-M"], seeds=1)
-    summary = run_experiment(parse_config(raw), out=str(tmp_path), workers=1, progress=False)
+    import dataclasses
+
+    raw = tiny_raw(tasks=[{"id": "bandit/4x3"}, {"id": "bandit/4x4"}], methods=["PPO-M"], seeds=1)
+    config = parse_config(raw)
+    # a task id validation would refuse, slipped past it: the run itself fails in the worker
+    bad = dataclasses.replace(config.tasks[1], id="bandit/oops")
+    config = dataclasses.replace(config, tasks=(config.tasks[0], bad))
+    summary = run_experiment(config, out=str(tmp_path), workers=1, progress=False)
     assert len(summary.completed) == 1 and len(summary.failed) == 1
     (failed,) = summary.failed
     assert "bandit/32x8" in summary.failed[failed]
