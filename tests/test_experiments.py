@@ -17,13 +17,9 @@ import yaml
 
 from rewardfilter.cli import main
 from rewardfilter.experiments.config import ConfigError, load_config, parse_config
-from rewardfilter.experiments.report import (
-    _true_return_at,
-    bootstrap_ci,
-    bootstrap_diff_ci,
-    make_report,
-)
+from rewardfilter.experiments.report import make_report
 from rewardfilter.experiments.runner import execute_run, finished_runs, read_jsonl, run_experiment
+from rewardfilter.experiments.statistics import bootstrap_ci, bootstrap_diff_ci, true_return_at
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = EXPERIMENTS / "tiny.yaml"
@@ -277,8 +273,8 @@ def test_true_return_at_never_extrapolates():
             {"samples_used": 30, "true_return": 3.0},
         ]
     }
-    assert _true_return_at(run, 20) == pytest.approx(2.0)
-    assert np.isnan(_true_return_at(run, 5)) and np.isnan(_true_return_at(run, 31))
+    assert true_return_at(run, 20) == pytest.approx(2.0)
+    assert np.isnan(true_return_at(run, 5)) and np.isnan(true_return_at(run, 31))
 
 
 def test_report_on_a_missing_folder_fails_cleanly(tmp_path, capsys):
