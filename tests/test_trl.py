@@ -397,3 +397,40 @@ def test_import_without_trl_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'rewardfilter[trl]'" in out.stdout
+
+
+# -- two processes -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_process_run_gathers_the_kept_fraction(tiny_dir, tmp_path):
+    import json
+    import os
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("trl_ddp_worker.py")
+    # Accelerate 1.16's `--cpu` runs one process unless mpirun is installed; its torchrun
+    # launcher (`--multi_gpu`) with ACCELERATE_USE_CPU gives 2 CPU processes over gloo.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["ACCELERATE_USE_CPU"] = "1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+    ]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += [str(worker), tiny_dir, str(tmp_path), "threshold:0.5"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["world"] == 2
+        steps = [h for h in result["log_history"] if "filter/kept_fraction" in h]
+        assert len(steps) == 2
+        # process 0 keeps nothing, process 1 everything: gathered, that is half
+        assert all(h["filter/kept_fraction"] == 0.5 for h in steps)
+        assert all(h["filter/groups_dropped"] == 1.0 for h in steps)
+        assert all(math.isfinite(h["loss"]) for h in steps)
