@@ -261,6 +261,61 @@ def test_rank_weights_scale_the_advantages(tiny_dir, tmp_path):
     )
 
 
+# -- group-level filters -------------------------------------------------------------------------
+
+
+def flat_first_prompt(prompts, completions, **kwargs):
+    """Every completion of the first prompt gets the same reward; the second prompt's vary."""
+    return [
+        1.0 if p == PROMPTS[0] else char_reward([c])[0]
+        for p, c in zip(prompts, completions, strict=True)
+    ]
+
+
+def test_zero_std_drops_the_identical_reward_group_and_keeps_the_rest(tiny_dir, tmp_path):
+    trainer = make_trainer(tiny_dir, tmp_path, reward_funcs=flat_first_prompt, filter="zero_std")
+    out = one_generation(trainer)
+    assert out["pf_weight"].tolist() == [0.0] * 4 + [1.0] * 4
+    metrics = trainer._metrics["train"]
+    assert metrics["filter/kept_fraction"] == [0.5] and metrics["filter/groups_dropped"] == [1.0]
+    model = trainer.model
+    model.zero_grad()
+    trainer.compute_loss(model, out).backward()
+    trainer_grads = grads_of(model)
+    model.zero_grad()
+    direct_loss(trainer, out, out["pf_weight"] > 0, "dapo").backward()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(trainer_grads[name], param.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_zero_std_composes_with_br(tiny_dir, tmp_path):
+    trainer = make_trainer(tiny_dir, tmp_path, reward_funcs=flat_first_prompt, filter="zero_std+br")
+    weights = one_generation(trainer)["pf_weight"].numpy()
+    assert weights[:4].sum() == 0 and weights[4:].sum() == 2
+    rewards = rewards_of(trainer)[4:]
+    assert rewards[weights[4:] > 0].max() == rewards.max()
+
+
+def test_std_top_keeps_the_group_with_the_larger_spread(tiny_dir, tmp_path):
+    trainer = make_trainer(tiny_dir, tmp_path, reward_funcs=flat_first_prompt, filter="std_top:0.5")
+    assert one_generation(trainer)["pf_weight"].tolist() == [0.0] * 4 + [1.0] * 4
+
+
+def constant_reward(completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+def test_a_step_with_every_group_dropped_leaves_the_policy_unchanged(tiny_dir, tmp_path):
+    trainer = make_trainer(tiny_dir, tmp_path, reward_funcs=constant_reward, filter="zero_std")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    log = trainer.state.log_history[0]
+    assert log["filter/kept_fraction"] == 0.0 and log["filter/groups_dropped"] == 2.0
+    assert log["loss"] == 0.0 and log["grad_norm"] == 0.0
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 # -- ensemble and uncertainty --------------------------------------------------------------------
 
 

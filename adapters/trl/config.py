@@ -9,13 +9,14 @@ from typing import Any
 from trl import GRPOConfig
 
 import rewardfilter as rf
+from rewardfilter.validation import check_choice, param_error
 
 FILTER_ADVANTAGES = ("all", "kept")
 
 
 def config_error(name: str, expected: str, got: Any) -> ValueError:
     """The project's one error shape, naming the config field."""
-    return ValueError(f"The {name!r} parameter of PFGRPOConfig must be {expected}; got {got!r}.")
+    return param_error(name, "PFGRPOConfig", expected, got)
 
 
 @dataclass
@@ -69,8 +70,7 @@ class PFGRPOConfig(GRPOConfig):
             flt = rf.make_filter(self.filter)
         except ValueError as exc:
             raise ValueError(f"The 'filter' parameter of PFGRPOConfig is invalid: {exc}") from None
-        if self.filter_advantages not in FILTER_ADVANTAGES:
-            raise config_error("filter_advantages", "'all' or 'kept'", self.filter_advantages)
+        check_choice(self.filter_advantages, "filter_advantages", "PFGRPOConfig", FILTER_ADVANTAGES)
         if (
             self.filter_advantages == "kept"
             and self.multi_objective_aggregation != "sum_then_normalize"
@@ -137,8 +137,9 @@ class PFGRPOConfig(GRPOConfig):
 def _requires_fit(flt: rf.Filter) -> bool:
     """Whether ``flt`` must be fitted on labelled data before it can weigh samples."""
     if hasattr(flt, "requires_fit"):
-        return bool(flt.requires_fit)
-    return isinstance(flt, rf.AdaptiveFilter)
+        value = flt.requires_fit
+        return bool(value() if callable(value) else value)
+    return any(isinstance(part, rf.AdaptiveFilter) for part in getattr(flt, "parts", (flt,)))
 
 
 def _callable_name(func: Callable) -> str:

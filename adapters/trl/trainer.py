@@ -210,7 +210,7 @@ class PFGRPOTrainer(GRPOTrainer):
             flt.fit(*window, rng=rng, ensemble=window_ensemble)
         except ValueError:
             return  # not enough signal yet (e.g. all rewards equal): keep the previous choice
-        for spec, value in getattr(flt, "r2_", {}).items():
+        for spec, value in _adaptive_r2(flt).items():
             if math.isfinite(value):
                 self._metrics[mode][f"filter/adaptive_r2/{spec}"].append(float(value))
 
@@ -269,8 +269,17 @@ class PFGRPOTrainer(GRPOTrainer):
 def _is_fitted(flt: rf.Filter) -> bool:
     value = getattr(flt, "is_fitted", None)
     if value is None:
-        return getattr(flt, "chosen_", True) is not None
+        parts = getattr(flt, "parts", (flt,))
+        return all(getattr(part, "chosen_", True) is not None for part in parts)
     return bool(value() if callable(value) else value)
+
+
+def _adaptive_r2(flt: rf.Filter) -> dict[str, float]:
+    """The R² of each candidate of the (first) adaptive part of ``flt``, if any."""
+    for part in getattr(flt, "parts", (flt,)):
+        if getattr(part, "r2_", None):
+            return dict(part.r2_)
+    return {}
 
 
 def _fill_nan_with_member_mean(members: np.ndarray) -> np.ndarray:
