@@ -28,11 +28,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rewardfilter.io import atomic_write_text
 
 
 @dataclass
@@ -216,7 +219,9 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
         setattr(options, key, value)
     runs, config, expected = _load(Path(options.dir))
     out = Path(options.out or options.dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if options.out:
+        out.mkdir(parents=True, exist_ok=True)
+    write = bool(options.out) or _writable(out)  # a read-only sweep is still reported (stdout)
     rng = np.random.default_rng(options.seed)
     baseline = (config.get("report") or {}).get("baseline", "PPO-M")
     oracle = (config.get("report") or {}).get("oracle", "oracle")
@@ -303,7 +308,6 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
                 }
             )
 
-    files = [_write_csv(out / "summary.csv", rows)]
     spearman = _spearman_by_domain(rows)
     curve_keys = ["step", "samples_used"] if options.x == "both" else [options.x]
     preamble = _cost(runs)
@@ -327,11 +331,26 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
         curve_keys,
         preamble,
     )
-    (out / "summary.md").write_text(markdown)
+    if not write:
+        return Report(rows=rows, markdown=markdown, files=[], spearman=spearman)
+    files = [_write_csv(out / "summary.csv", rows)]
+    atomic_write_text(out / "summary.md", markdown)
     files.append(out / "summary.md")
     files += _plot_curves(out, cells, columns, methods, curve_keys, options, rng)
     files.append(_plot_r2(out, rows, spearman))
     return Report(rows=rows, markdown=markdown, files=files, spearman=spearman)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder`` (tried, not guessed from permission bits)."""
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        with open(probe, "w"):
+            pass
+    except OSError:
+        return False
+    probe.unlink(missing_ok=True)
+    return True
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -18,14 +18,16 @@ from rewardfilter.filters import (
     BestOfN,
     BestRandom,
     BestWorst,
+    Compose,
     Filter,
     NoFilter,
-    NotFittedError,
     RandomK,
     RankWeights,
+    StdTop,
     Threshold,
     TopK,
     Uncertainty,
+    ZeroStd,
     make_filter,
 )
 from rewardfilter.reliability import (
@@ -41,12 +43,22 @@ from rewardfilter.selection import FilterScore, filtered_r2, rank_filters
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    if name == "NotFittedError":  # scikit-learn's class, imported on first use (keeps import light)
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ACCEPTED_SPECS",
     "AdaptiveFilter",
     "BestOfN",
     "BestRandom",
     "BestWorst",
+    "Compose",
     "Filter",
     "FilterScore",
     "NoFilter",
@@ -54,9 +66,11 @@ __all__ = [
     "RandomK",
     "RankWeights",
     "ReliabilityCurve",
+    "StdTop",
     "Threshold",
     "TopK",
     "Uncertainty",
+    "ZeroStd",
     "auc",
     "ensemble_std",
     "filtered_r2",

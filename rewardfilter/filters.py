@@ -16,7 +16,11 @@ its weight is never moved to another sample and no sample is counted twice:
 * ``rank:w1,...,wN`` on a group of m < N samples uses w1..wm (a group larger
   than N raises ``ValueError``: every sample must have a weight);
 * ``uncertainty:Q`` drops ``floor(Q * m)`` samples of a group of m, so a
-  group is never emptied.
+  group is never emptied;
+* the group-level ``zero_std:EPS`` and ``std_top:P`` weigh whole groups by
+  their reward spread (population std); a group of one sample has spread 0;
+* ``a+b`` applies ``b`` to the samples ``a`` kept, so ``b``'s rule above holds
+  for the group sizes ``a`` leaves.
 
 Trainers that draw a fixed number N of samples per group can check up front
 that N suits the filter with :meth:`Filter.check_group_size`.
@@ -25,29 +29,29 @@ that N suits the filter with :meth:`Filter.check_group_size`.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rewardfilter._validation import (
+from rewardfilter.grouping import group_spread, rank_within_groups
+from rewardfilter.reliability import ensemble_std
+from rewardfilter.validation import (
     as_generator,
     check_1d_finite,
     check_ensemble,
     check_groups,
+    check_scalar,
+    is_number,
     param_error,
 )
-from rewardfilter.grouping import rank_within_groups
-from rewardfilter.reliability import ensemble_std
 
 ACCEPTED_SPECS = (
-    "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, adaptive"
+    "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, "
+    "adaptive, zero_std[:EPS], std_top:P, and specs joined by '+' (zero_std+br)"
 )
-
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a filter that needs labelled data is used before ``fit``."""
 
 
 class Filter(ABC):
@@ -123,8 +127,7 @@ class Filter(ABC):
 
     def check_group_size(self, n: int) -> None:
         """Raise ``ValueError`` if groups of ``n`` samples cannot serve this filter."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise param_error("group_size", self.spec, "an int >= 1", n)
+        check_scalar(n, "group_size", self.spec, "int", min_val=1)
         if n < self.min_group_size:
             raise ValueError(
                 f"Filter {self.spec!r} needs groups of at least {self.min_group_size} samples; "
@@ -166,7 +169,7 @@ class RandomK(Filter):
     k: int = 2
 
     def __post_init__(self):
-        _check_int_at_least(self.k, "k", "random", 1)
+        check_scalar(self.k, "k", "random", "int", min_val=1)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
@@ -233,7 +236,7 @@ class TopK(Filter):
     k: int = 1
 
     def __post_init__(self):
-        _check_int_at_least(self.k, "k", "topk", 1)
+        check_scalar(self.k, "k", "topk", "int", min_val=1)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
@@ -254,8 +257,7 @@ class Threshold(Filter):
     t: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.t, (int, float, np.number)) or not math.isfinite(self.t):
-            raise param_error("t", "threshold", "a finite float", self.t)
+        check_scalar(self.t, "t", "threshold")
 
     @property
     def spec(self) -> str:
@@ -276,8 +278,9 @@ class RankWeights(Filter):
     w: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
-        w = tuple(float(x) for x in self.w) if _is_sequence(self.w) else None
-        if not w or not all(math.isfinite(x) and x >= 0 for x in w) or not any(x > 0 for x in w):
+        ok = _is_sequence(self.w) and all(is_number(x) and x >= 0 for x in self.w)
+        w = tuple(float(x) for x in self.w) if ok else ()
+        if not w or not any(x > 0 for x in w):
             raise param_error(
                 "w", "rank", "a non-empty list of finite weights >= 0, at least one > 0", self.w
             )
@@ -322,8 +325,7 @@ class Uncertainty(Filter):
     needs_ensemble: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not isinstance(self.q, (int, float, np.number)) or not (0.0 <= self.q < 1.0):
-            raise param_error("q", "uncertainty", "a float in [0, 1)", self.q)
+        check_scalar(self.q, "q", "uncertainty", min_val=0, max_val=1, include_boundaries="left")
 
     @property
     def spec(self) -> str:
@@ -334,6 +336,129 @@ class Uncertainty(Filter):
         return _ranked(
             disagreement, groups, rng, lambda r: r.rank >= np.floor(self.q * r.size + 1e-9)
         )
+
+
+@dataclass(frozen=True, repr=False)
+class ZeroStd(Filter):
+    """Drop every group whose reward spread is at most EPS (DAPO's dynamic sampling).
+
+    Rule: a sample gets 1 when the population std of its group's rewards is
+    greater than ``eps``, else 0: a group whose rewards are all (about) equal
+    gives every member the same group-relative advantage, so it carries no
+    signal. A group of one sample has spread 0 and is dropped.
+    """
+
+    eps: float = 0.0
+    min_group_size: ClassVar[int] = 2
+
+    def __post_init__(self):
+        check_scalar(self.eps, "eps", "zero_std", min_val=0)
+
+    @property
+    def spec(self) -> str:
+        return f"zero_std:{self.eps:g}"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        spread, index = group_spread(rewards, groups)
+        return (spread > self.eps)[index].astype(float)
+
+
+@dataclass(frozen=True, repr=False)
+class StdTop(Filter):
+    """Keep the fraction P of groups with the largest reward spread; the others get 0.
+
+    Rule: of G groups, the ``ceil(P * G)`` with the largest population std of
+    their rewards keep every sample (weight 1); ties in spread are broken
+    uniformly at random with ``rng``. So at least one group is always kept.
+    """
+
+    p: float = 0.5
+    min_group_size: ClassVar[int] = 2
+
+    def __post_init__(self):
+        check_scalar(self.p, "p", "std_top", min_val=0, max_val=1, include_boundaries="right")
+
+    @property
+    def spec(self) -> str:
+        return f"std_top:{self.p:g}"
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        spread, index = group_spread(rewards, groups)
+        n_keep = math.ceil(self.p * spread.shape[0] - 1e-9)
+        perm = rng.permutation(spread.shape[0])  # random order among equal spreads
+        keep = np.zeros(spread.shape[0])
+        keep[perm[np.argsort(-spread[perm], kind="stable")[:n_keep]]] = 1.0
+        return keep[index]
+
+
+@dataclass(frozen=True, repr=False)
+class Compose(Filter):
+    """Filters applied in turn (spec ``a+b``): each filters the samples the previous kept.
+
+    Rule: the first filter weighs every sample; the next sees only the samples
+    with weight > 0 so far (their rewards, groups and ensemble columns) and its
+    weights multiply theirs. ``zero_std+br`` drops the groups without signal,
+    then keeps the best and one random other of each remaining group.
+    """
+
+    parts: tuple[Filter, ...] = ()
+
+    def __post_init__(self):
+        flat: list[Filter] = []
+        for part in self.parts if _is_sequence(self.parts) else ():
+            if not isinstance(part, Filter):
+                flat = []
+                break
+            flat.extend(part.parts if isinstance(part, Compose) else [part])
+        if len(flat) < 2:
+            raise param_error("parts", "compose", "a list of at least 2 filters", self.parts)
+        object.__setattr__(self, "parts", tuple(flat))
+
+    @property
+    def spec(self) -> str:
+        return "+".join(part.spec for part in self.parts)
+
+    @property
+    def is_binary(self) -> bool:
+        return all(part.is_binary for part in self.parts)
+
+    @property
+    def min_group_size(self) -> int:  # type: ignore[override]
+        return max(part.min_group_size for part in self.parts)
+
+    @property
+    def needs_ensemble(self) -> bool:  # type: ignore[override]
+        return any(part.needs_ensemble for part in self.parts)
+
+    def check_group_size(self, n: int) -> None:
+        for part in self.parts:
+            part.check_group_size(n)
+
+    def fit(self, rewards, scores, groups, *, rng=None, ensemble=None) -> Compose:
+        """Fit each part on the samples the parts before it keep."""
+        rewards = check_1d_finite(rewards, "rewards")
+        scores = check_1d_finite(scores, "scores")
+        groups = check_groups(groups, rewards.shape[0])
+        ensemble = None if ensemble is None else check_ensemble(ensemble, rewards.shape[0])
+        rng = as_generator(rng)
+        kept = np.arange(rewards.shape[0])
+        for part in self.parts:
+            ens = None if ensemble is None else ensemble[:, kept]
+            part.fit(rewards[kept], scores[kept], groups[kept], rng=rng, ensemble=ens)
+            kept = kept[part._weights(rewards[kept], groups[kept], rng, ens) > 0]
+            if kept.size == 0:
+                break
+        return self
+
+    def _weights(self, rewards, groups, rng, ensemble):
+        w = np.ones(rewards.shape[0])
+        for part in self.parts:
+            kept = np.flatnonzero(w > 0)
+            if kept.size == 0:
+                break
+            ens = None if ensemble is None else ensemble[:, kept]
+            w[kept] *= part._weights(rewards[kept], groups[kept], rng, ens)
+        return w
 
 
 @dataclass(repr=False)
@@ -361,7 +486,7 @@ class AdaptiveFilter(Filter):
                 "candidates", "adaptive", "specs of non-adaptive filters", self.candidates
             )
         self.candidates = tuple(f.spec for f in filters)
-        _check_int_at_least(self.draws, "draws", "adaptive", 1)
+        check_scalar(self.draws, "draws", "adaptive", "int", min_val=1)
 
     @property
     def spec(self) -> str:
@@ -392,6 +517,8 @@ class AdaptiveFilter(Filter):
 
     def _fitted(self) -> Filter:
         if self.chosen_ is None:
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError(
                 "This adaptive filter is not fitted yet; call fit(rewards, scores, groups) with labelled data first."
             )
@@ -403,11 +530,6 @@ class AdaptiveFilter(Filter):
 
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
-
-
-def _check_int_at_least(value: Any, param: str, owner: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise param_error(param, owner, f"an int >= {minimum}", value)
 
 
 def _parse_int(text: str, param: str, owner: str) -> int:
@@ -424,22 +546,27 @@ def _parse_float(text: str, param: str, owner: str) -> float:
         raise param_error(param, owner, "a float", text) from None
 
 
-# name -> (takes an argument?, constructor from the argument text)
+# name -> (its argument: "none", "required" or "optional", constructor from the argument text)
 _PARSERS = {
-    "none": (False, lambda a: NoFilter()),
-    "bon": (False, lambda a: BestOfN()),
-    "br": (False, lambda a: BestRandom()),
-    "bw": (False, lambda a: BestWorst()),
-    "adaptive": (False, lambda a: AdaptiveFilter()),
-    "random": (True, lambda a: RandomK(_parse_int(a, "k", "random"))),
-    "topk": (True, lambda a: TopK(_parse_int(a, "k", "topk"))),
-    "threshold": (True, lambda a: Threshold(_parse_float(a, "t", "threshold"))),
-    "uncertainty": (True, lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
+    "none": ("none", lambda a: NoFilter()),
+    "bon": ("none", lambda a: BestOfN()),
+    "br": ("none", lambda a: BestRandom()),
+    "bw": ("none", lambda a: BestWorst()),
+    "adaptive": ("none", lambda a: AdaptiveFilter()),
+    "random": ("required", lambda a: RandomK(_parse_int(a, "k", "random"))),
+    "topk": ("required", lambda a: TopK(_parse_int(a, "k", "topk"))),
+    "threshold": ("required", lambda a: Threshold(_parse_float(a, "t", "threshold"))),
+    "uncertainty": ("required", lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
     "rank": (
-        True,
+        "required",
         lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(","))),
     ),
+    "zero_std": ("optional", lambda a: ZeroStd(_parse_float(a, "eps", "zero_std") if a else 0.0)),
+    "std_top": ("required", lambda a: StdTop(_parse_float(a, "p", "std_top"))),
 }
+
+# "+" joins specs; a "+" inside a number ("threshold:1e+3", "rank:+1") is followed by a digit
+_JOIN = re.compile(r"\+(?![\d.])")
 
 
 def make_filter(spec: Filter | str) -> Filter:
@@ -447,7 +574,9 @@ def make_filter(spec: Filter | str) -> Filter:
 
     Accepted forms: ``none``, ``random:K``, ``bon``, ``br``, ``bw``,
     ``topk:K``, ``threshold:T``, ``rank:w1,...,wN``, ``uncertainty:Q``,
-    ``adaptive``. A bad spec raises ``ValueError`` naming it and these forms.
+    ``adaptive``, the group-level ``zero_std[:EPS]`` (EPS defaults to 0) and
+    ``std_top:P``, and specs joined by ``+`` (``zero_std+br``: see
+    :class:`Compose`). A bad spec raises ``ValueError`` naming it and these forms.
     """
     if isinstance(spec, Filter):
         return spec
@@ -455,18 +584,30 @@ def make_filter(spec: Filter | str) -> Filter:
         raise ValueError(
             f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}."
         )
-    name, sep, arg = spec.strip().partition(":")
+    parts = [_parse_one(text, spec) for text in _JOIN.split(spec)]
+    return parts[0] if len(parts) == 1 else Compose(tuple(parts))
+
+
+def _parse_one(text: str, spec: str) -> Filter:
+    """Parse one ``name[:arg]`` part of ``spec``."""
+    name, sep, arg = text.strip().partition(":")
     name = name.strip().lower()
+    if not name:
+        raise ValueError(
+            f"Malformed filter spec {spec!r}: an empty part around '+'. Accepted forms: {ACCEPTED_SPECS}."
+        )
     if name not in _PARSERS:
         raise ValueError(f"Unknown filter spec {spec!r}. Accepted forms: {ACCEPTED_SPECS}.")
-    takes_arg, build = _PARSERS[name]
-    if takes_arg != bool(sep) or (takes_arg and not arg.strip()):
-        form = f"{name}:<value>" if takes_arg else name
+    arg_mode, build = _PARSERS[name]
+    arg = arg.strip()
+    bad = (arg_mode == "none" and sep) or (arg_mode == "required" and not arg) or (sep and not arg)
+    if bad:
+        form = {"none": name, "required": f"{name}:<value>", "optional": f"{name}[:<value>]"}
         raise ValueError(
-            f"Malformed filter spec {spec!r}: expected the form {form}. Accepted forms: {ACCEPTED_SPECS}."
+            f"Malformed filter spec {spec!r}: expected the form {form[arg_mode]}. Accepted forms: {ACCEPTED_SPECS}."
         )
     try:
-        return build(arg.strip())
+        return build(arg)
     except ValueError as exc:
         raise ValueError(
             f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}."

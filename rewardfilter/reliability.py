@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardfilter._validation import (
+from rewardfilter.validation import (
     check_1d_finite,
     check_ensemble,
     check_same_length,

@@ -12,9 +12,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rewardfilter._validation import as_generator, check_1d_finite, check_same_length, param_error
 from rewardfilter.filters import Filter, make_filter
 from rewardfilter.reliability import r2
+from rewardfilter.validation import (
+    as_generator,
+    check_1d_finite,
+    check_same_length,
+    check_scalar,
+    param_error,
+)
 
 
 class FilterScore(NamedTuple):
@@ -41,8 +47,7 @@ def filtered_r2(
     ``draws`` draws. An unfitted ``adaptive`` filter is fitted on this data first.
     """
     filt = make_filter(spec)
-    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
-        raise param_error("draws", "filtered_r2", "an int >= 1", draws)
+    check_scalar(draws, "draws", "filtered_r2", "int", min_val=1)
     rewards = check_1d_finite(rewards, "rewards")
     scores = check_1d_finite(scores, "scores")
     check_same_length(rewards.shape[0], scores, "scores")

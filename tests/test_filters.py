@@ -17,6 +17,10 @@ SPECS = [
     "threshold:0",
     "rank:0.4,0.1,0.1,0.1,0.1",
     "uncertainty:0.4",
+    "zero_std",
+    "std_top:0.5",
+    "zero_std:0.1+br",
+    "std_top:0.7+uncertainty:0.4",
 ]
 
 
