@@ -101,6 +101,7 @@ import rewardfilter as rf
 from rewardfilter.adapters.sb3.episodes import Episode, EpisodeLedger, split_segments
 from rewardfilter.adapters.sb3.grouping import GROUP_ID_KEY, OBSERVED_REWARD_KEY, check_grouping
 from rewardfilter.adapters.sb3.stats import STAT_KEYS, episode_stats, pool_episodes, pool_history
+from rewardfilter.validation import check_bool, check_choice, check_scalar
 
 __all__ = ["STAT_KEYS", "FilteredDictRolloutBuffer", "FilteredRolloutBuffer", "FilterMixin"]
 
@@ -176,20 +177,13 @@ class FilterMixin:
         rank_by: str = "observed",
     ):
         self.filter = rf.make_filter(filter)
-        if rank_by not in ("observed", "true"):
-            raise ValueError(
-                f"The 'rank_by' parameter of FilteredRolloutBuffer must be 'observed' or 'true'; "
-                f"got {rank_by!r}."
-            )
-        self.rank_by = rank_by
-        self.refit_adaptive = bool(refit_adaptive)
-        if isinstance(adaptive_window, bool) or not isinstance(adaptive_window, int | np.integer):
-            raise ValueError(
-                f"adaptive_window must be an int >= 1 (rollouts); got {adaptive_window!r}."
-            )
-        if adaptive_window < 1:
-            raise ValueError(f"adaptive_window must be >= 1 (rollouts); got {adaptive_window}.")
-        self._fit_history: deque[dict[str, Any]] = deque(maxlen=int(adaptive_window))
+        owner = "FilteredRolloutBuffer"
+        self.rank_by = check_choice(rank_by, "rank_by", owner, ("observed", "true"))
+        self.refit_adaptive = check_bool(refit_adaptive, "refit_adaptive", owner)
+        window = check_scalar(adaptive_window, "adaptive_window", owner, "int", min_val=1)
+        self._fit_history: deque[dict[str, Any]] = deque(maxlen=window)
+        if seed is not None:
+            check_scalar(seed, "seed", owner, "int", min_val=0)
         self.seed = seed
         self.group_size = group_size
         if group_size is not None:
