@@ -416,3 +416,16 @@ def test_adaptive_window_must_be_a_positive_int(window):
 
 def test_filter_module_keeps_the_core_contract():
     assert rf.make_filter("bon").is_binary and not rf.make_filter("rank:3,1").is_binary
+
+
+def test_top1_correct_counts_contexts_whose_noisy_best_is_the_true_best():
+    from rewardfilter.adapters.sb3.stats import top1_correct
+
+    noisy = np.array([3.0, 1.0, 0.0, 5.0, 4.0, 9.0])
+    true = np.array([1.0, 2.0, 0.0, 5.0, 1.0, 2.0])
+    groups = np.array([0, 0, 0, 1, 1, 2])  # context 2 has one episode: not counted
+    assert top1_correct(noisy, true, groups) == 0.5
+    rewards, starts, groups, dones = scenario()
+    buf = buffer("none")
+    fill(buf, rewards, starts, groups, dones, true=-rewards)
+    assert buf.last_stats["top1_correct"] == 0.0

@@ -31,6 +31,7 @@ EXTRA_KEYS = (
     "group_size_mean",
     "n_true_nonfinite",
     "fallback",
+    "top1_correct",
 )
 
 
@@ -76,6 +77,20 @@ def pool_history(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def top1_correct(noisy: np.ndarray, true: np.ndarray, groups: np.ndarray) -> float:
+    """Share of contexts (of 2 or more episodes, all with a finite true return) whose highest
+    noisy return is also the highest true return (NaN when there is none)."""
+    hits, n = 0, 0
+    for g in np.unique(groups):
+        member = groups == g
+        if member.sum() < 2 or not np.isfinite(true[member]).all():
+            continue
+        n += 1
+        best = true[member].max()
+        hits += bool(true[member][np.argmax(noisy[member])] == best)
+    return hits / n if n else math.nan
+
+
 def episode_stats(
     ranked: Sequence[Episode],
     n_held: int,
@@ -111,7 +126,8 @@ def episode_stats(
         ``ensemble_std_mean`` (NaN without an ensemble), ``n_episodes``,
         ``n_kept_transitions``, ``n_unranked_transitions``, ``n_held_transitions``,
         ``group_size_mean`` (episodes per ranked context), ``n_true_nonfinite``
-        (episodes left out for a non-finite true return) and ``fallback``.
+        (episodes left out for a non-finite true return), ``fallback`` and
+        ``top1_correct`` (share of contexts whose noisy best is the true best).
     """
     ep = pool_episodes(ranked, weights)
     n = len(ranked)
@@ -134,6 +150,7 @@ def episode_stats(
         kept_transition_fraction=float(ep["lengths"][kept].sum() / max(1, ep["lengths"].sum())),
         noisy_return_mean=float(ep["noisy"].mean()),
         group_size_mean=float(np.unique(ep["groups"], return_counts=True)[1].mean()),
+        top1_correct=top1_correct(ep["noisy"], ep["true"], ep["groups"]),
     )
     if ok.any():
         stats["true_return_mean"] = float(ep["true"][ok].mean())

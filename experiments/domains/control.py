@@ -173,6 +173,8 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             "ensemble_std": mean_of("ensemble_std_mean"),
             # episodes per ranked group: below N when episodes straddle rollouts and groups split
             "group_size_mean": mean_of("group_size_mean"),
+            # share of ranked contexts whose noisy best episode is the true best
+            "top1_correct": mean_of("top1_correct"),
             # steps waiting for their context to complete (see FilteredRolloutBuffer)
             "held_transitions": mean_of("n_held_transitions"),
         }
