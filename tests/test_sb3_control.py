@@ -65,3 +65,13 @@ def test_ranking_by_the_true_return_is_a_run_option():
     records = []
     control.run_control(_run(hparams={"rank_by": "true"}), records.append)
     assert records[-1]["kept_fraction"] == 0.5 and np.isfinite(records[-1]["true_return"])
+
+
+def test_learning_rate_can_be_annealed_linearly():
+    from rewardfilter.experiments.domains.control import learning_rate
+
+    assert learning_rate(1e-3, {}) == 1e-3
+    schedule = learning_rate(1e-3, {"lr_schedule": "linear"})
+    assert schedule(1.0) == pytest.approx(1e-3) and schedule(0.25) == pytest.approx(2.5e-4)
+    with pytest.raises(ValueError, match="'lr_schedule' parameter"):
+        learning_rate(1e-3, {"lr_schedule": "cosine"})

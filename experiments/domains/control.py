@@ -25,7 +25,8 @@ the report can also compare at equal numbers of gradient samples.
 
 Hyperparameters (``run["hparams"]``): ``n_envs`` (default 8), ``env_kwargs``
 (extra ``gymnasium.make`` arguments, e.g. ``episode_level``), ``policy`` (default
-``MlpPolicy``), ``rank_by`` (``observed``, the default, or ``true``: the filter
+``MlpPolicy``), ``lr_schedule`` (``constant``, the default, or ``linear``: the
+learning rate falls linearly to 0 over the run), ``rank_by`` (``observed``, the default, or ``true``: the filter
 ranks episodes by their true return while PPO still trains on the noisy reward,
 the ceiling of what ranking can give) and any other key is passed to SB3's ``PPO`` (``n_steps``,
 ``batch_size``, ``learning_rate``, ``gamma``, ``policy_kwargs`` ...).
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: hparams consumed here; the rest go to PPO
-_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window", "rank_by")
+_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window", "rank_by", "lr_schedule")
 
 #: start states of the evaluation episodes: fixed, so every evaluation of every method
 #: sees the same episodes (common random numbers: less variance between methods)
@@ -60,6 +61,20 @@ def _evaluate(model, env, episodes: int) -> tuple[float, float]:
         true_returns.append(true_ret)
         noisy_returns.append(noisy_ret)
     return sum(true_returns) / episodes, sum(noisy_returns) / episodes
+
+
+def learning_rate(value: float, hp: dict[str, Any]) -> Any:
+    """PPO's ``learning_rate``: constant, or annealed linearly to 0 with ``lr_schedule: linear``."""
+    schedule = hp.get("lr_schedule", "constant")
+    if schedule not in ("constant", "linear"):
+        raise ValueError(
+            f"The 'lr_schedule' parameter of the control domain must be 'constant' or 'linear'; "
+            f"got {schedule!r}."
+        )
+    if schedule == "constant":
+        return value
+    start = float(value)
+    return lambda progress_remaining: start * progress_remaining
 
 
 def pooled_r2(episodes: list[dict[str, Any]]) -> tuple[float, float]:
@@ -123,6 +138,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
     )
     eval_env = gym.make(run["task"], **noisy_kwargs)
     ppo_kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
+    ppo_kwargs["learning_rate"] = learning_rate(ppo_kwargs.get("learning_rate", 3e-4), hp)
     model = PPO(
         hp.get("policy", "MlpPolicy"),
         venv,
