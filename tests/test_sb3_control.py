@@ -51,8 +51,9 @@ def test_every_evaluation_sees_the_policy_after_the_update_it_is_labelled_with(m
     # 3 rollouts of 400 steps, each trained on before it is evaluated; the last one too
     model = seen[-1][0]
     final_params = th.cat([p.detach().flatten() for p in model.policy.parameters()])
-    assert len(seen) == 3 and th.equal(seen[-1][1], final_params)  # the last update is evaluated
-    assert not th.equal(seen[0][1], seen[1][1])
+    # the untrained policy once, then after each of the 3 updates; the last update is evaluated
+    assert len(seen) == 4 and th.equal(seen[-1][1], final_params)
+    assert not th.equal(seen[0][1], seen[1][1]) and not th.equal(seen[1][1], seen[2][1])
     # bon keeps 1 of 2 Pendulum episodes (200 steps each): 200 kept per rollout, 2 minibatches
     assert [r["samples_used"] for r in records] == [200, 400, 600]
     assert [r["gradient_steps"] for r in records] == [2, 4, 6]
@@ -75,3 +76,12 @@ def test_learning_rate_can_be_annealed_linearly():
     assert schedule(1.0) == pytest.approx(1e-3) and schedule(0.25) == pytest.approx(2.5e-4)
     with pytest.raises(ValueError, match="'lr_schedule' parameter"):
         learning_rate(1e-3, {"lr_schedule": "cosine"})
+
+
+def test_every_record_carries_the_untrained_policys_true_return():
+    from rewardfilter.experiments.domains import control
+
+    records = []
+    control.run_control(_run(spec="none"), records.append)
+    starts = {r["start_true_return"] for r in records}
+    assert len(starts) == 1 and np.isfinite(starts.pop())

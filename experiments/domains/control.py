@@ -179,6 +179,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             # gradient steps (minibatches) of every update so far: the x axis at equal updates
             "gradient_steps": int(model.rollout_buffer.n_minibatches),
             "true_return": true_ret,
+            "start_true_return": state["start_true_return"],
             "noisy_return": noisy_ret,
             "kept_fraction": mean_of("kept_fraction"),
             "filtered_r2": filtered_r2,
@@ -223,6 +224,8 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
                 while state["next_eval"] <= self.model.num_timesteps:
                     state["next_eval"] += int(budget["eval_every"])
 
+    # the untrained policy's true return: the "start" anchor of a task's gain (oracle - start)
+    state["start_true_return"] = _evaluate(model, eval_env, int(budget["eval_episodes"]))[0]
     model.learn(
         total_timesteps=int(budget["steps"]),
         callback=CallbackList([FilterStatsCallback(), EvalCallback()]),
