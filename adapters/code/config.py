@@ -35,8 +35,12 @@ class PFPPOConfig:
 
     Defaults follow the PF-PPO authors where they published a value (N = 5,
     gamma = 1, lambda = 0.95, clip 0.2, value clip 0.2, KL coefficient 0.01,
-    temperature 1.0, top-p 0.9, filter BR). Learning rates are those common
-    for PPO-RLHF on billion-parameter models; a few-million-parameter model
+    temperature 1.0, top-p 0.9, filter BR; the ``resample`` realisation of a
+    filter, per-sequence-then-batch loss mean, rewards normalised with the
+    reward model's stored mean and std and clamped at +-10, Adam betas
+    (0.9, 0.95), a cosine learning-rate schedule with 3% warm-up, the critic
+    initialised from the reward model). Learning rates are those common for
+    PPO-RLHF on billion-parameter models; a few-million-parameter model
     trained on CPU wants them 10-100x larger.
     """
 
@@ -72,10 +76,22 @@ class PFPPOConfig:
             "help": "Core filter spec applied per prompt group: none (PPO-M), random:K, bon, br, bw, topk:K, rank:w1,...,wN, uncertainty:Q, adaptive."
         },
     )
+    realisation: str = field(
+        default="resample",
+        metadata={
+            "help": "How a filter enters training. 'resample' (the authors' main path): every response goes through the forward passes, advantages are whitened over all of them, and each epoch draws as many samples as the rollout holds, with replacement, with probability proportional to the filter's expected weight (BR with N=5: 0.5 best, 0.125 each other), so every filter takes the same number of gradient steps. 'drop' (the authors' openrlhf_filter): train only on the kept responses, whitening over them."
+        },
+    )
+    adaptive_window: int = field(
+        default=8,
+        metadata={
+            "help": "Iterations pooled for 'adaptive' (refitted every iteration on them) and for the logged filtered_r2; one iteration's few kept samples make R² meaningless."
+        },
+    )
     reweight: str = field(
         default="sample",
         metadata={
-            "help": "How a non-binary rank: filter enters training: 'sample' (weighted sampling with replacement, the authors' replay buffer) or 'loss' (per-sample loss weights)."
+            "help": "With realisation 'drop', how a non-binary rank: filter enters training: 'sample' (weighted sampling with replacement, the authors' replay buffer) or 'loss' (per-sample loss weights)."
         },
     )
     # --- PPO ----------------------------------------------------------------
@@ -99,18 +115,54 @@ class PFPPOConfig:
     minibatch_size: int = field(
         default=8,
         metadata={
-            "help": "Samples per gradient step (also the chunk size of the no-grad forward passes)."
+            "help": "Samples per optimiser step, over all processes (the global batch); under `accelerate launch` each process takes minibatch_size / num_processes of them."
+        },
+    )
+    micro_batch_size: int = field(
+        default=0,
+        metadata={
+            "help": "Samples per forward/backward pass on one process; gradients accumulate up to the minibatch (0: the whole per-process minibatch at once). Also the chunk size of the no-grad forward passes."
+        },
+    )
+    loss_aggregation: str = field(
+        default="seq_mean",
+        metadata={
+            "help": "How token losses become one number: 'seq_mean' (mean over each response's tokens, then over responses: the authors' OpenRLHF) or 'token_mean' (mean over all tokens of the minibatch: TRL)."
         },
     )
     policy_lr: float = field(default=5e-7, metadata={"help": "Adam learning rate of the policy."})
     critic_lr: float = field(default=9e-6, metadata={"help": "Adam learning rate of the critic."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "Adam beta1. PF-PPO: 0.9."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "Adam beta2. PF-PPO: 0.95."})
+    lr_schedule: str = field(
+        default="cosine",
+        metadata={
+            "help": "Learning-rate schedule over iterations x optimiser steps: 'cosine' (transformers' get_cosine_schedule_with_warmup, as the authors) or 'constant'."
+        },
+    )
+    warmup_ratio: float = field(
+        default=0.03,
+        metadata={
+            "help": "Fraction of the planned optimiser steps spent warming up. PF-PPO: 0.03."
+        },
+    )
     max_grad_norm: float = field(
         default=1.0, metadata={"help": "Gradient-norm clip per model (<= 0 disables)."}
     )
     reward_norm: str = field(
-        default="none",
+        default="model",
         metadata={
-            "help": "Reward normalisation before PPO: 'none', 'batch' (standardise the kept samples' scores per iteration) or 'running' (running mean/std over all scores seen)."
+            "help": "Reward normalisation before PPO: 'model' (the reward model's stored mean and std of its training rewards, as the authors; no shift for a reward without them, e.g. the oracle), 'none', 'batch' (standardise the trained samples' rewards per iteration) or 'running' (running mean/std over all rewards seen)."
+        },
+    )
+    reward_clip: float = field(
+        default=10.0,
+        metadata={"help": "Clamp of the normalised reward to [-c, c] (<= 0: none). PF-PPO: 10."},
+    )
+    critic_init: str = field(
+        default="reward_model",
+        metadata={
+            "help": "Where from_pretrained starts the critic: 'reward_model' (backbone and head of the reward model's first member, as the authors; the policy when the reward is not a learned model) or 'policy' (the policy's backbone, a fresh head)."
         },
     )
     whiten_advantages: bool = field(
@@ -127,7 +179,9 @@ class PFPPOConfig:
     )
     dtype: str = field(
         default="float32",
-        metadata={"help": "Model dtype: float32, bfloat16, float16 or auto (bf16 on a GPU)."},
+        metadata={
+            "help": "Compute dtype: float32, bfloat16, float16 or auto (bf16 on a GPU). Trained models keep float32 master weights; bf16/fp16 run their forward passes under autocast (fp16 with a gradient scaler)."
+        },
     )
     checkpoint_dir: str | None = field(
         default=None,
@@ -143,6 +197,12 @@ class PFPPOConfig:
         default=None,
         metadata={
             "help": "JSONL log of per-iteration records (default: CHECKPOINT_DIR/log.jsonl, or none)."
+        },
+    )
+    save_merged: bool = field(
+        default=False,
+        metadata={
+            "help": "With a LoRA policy, also save a merged full model under policy_merged/ in each checkpoint (policy/ holds the adapter with its base recorded)."
         },
     )
     progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar in train()."})
@@ -174,6 +234,7 @@ class PFPPOConfig:
             "max_new_tokens",
             "ppo_epochs",
             "minibatch_size",
+            "adaptive_window",
         ):
             need(is_int(getattr(self, name)) and getattr(self, name) >= 1, name, "an int >= 1")
         need(
@@ -182,6 +243,36 @@ class PFPPOConfig:
             "an int >= 0",
         )
         need(is_int(self.seed), "seed", "an int")
+        need(
+            is_int(self.micro_batch_size) and self.micro_batch_size >= 0,
+            "micro_batch_size",
+            "an int >= 0",
+        )
+        need(self.realisation in ("drop", "resample"), "realisation", "'drop' or 'resample'")
+        need(
+            self.loss_aggregation in ("seq_mean", "token_mean"),
+            "loss_aggregation",
+            "'seq_mean' or 'token_mean'",
+        )
+        need(self.lr_schedule in ("cosine", "constant"), "lr_schedule", "'cosine' or 'constant'")
+        need(
+            self.critic_init in ("reward_model", "policy"),
+            "critic_init",
+            "'reward_model' or 'policy'",
+        )
+        for name in ("adam_beta1", "adam_beta2"):
+            need(
+                is_num(getattr(self, name)) and 0 <= getattr(self, name) < 1,
+                name,
+                "a float in [0, 1)",
+            )
+        need(
+            is_num(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
+            "warmup_ratio",
+            "a float in [0, 1)",
+        )
+        need(is_num(self.reward_clip), "reward_clip", "a float (<= 0 disables the clamp)")
+        need(isinstance(self.save_merged, bool), "save_merged", "a bool")
         need(is_num(self.temperature) and self.temperature > 0, "temperature", "a float > 0")
         need(is_num(self.top_p) and 0 < self.top_p <= 1, "top_p", "a float in (0, 1]")
         need(is_num(self.gamma) and 0 <= self.gamma <= 1, "gamma", "a float in [0, 1]")
@@ -192,9 +283,9 @@ class PFPPOConfig:
         need(is_num(self.max_grad_norm), "max_grad_norm", "a float (<= 0 disables clipping)")
         need(self.reweight in ("sample", "loss"), "reweight", "'sample' or 'loss'")
         need(
-            self.reward_norm in ("none", "batch", "running"),
+            self.reward_norm in ("model", "none", "batch", "running"),
             "reward_norm",
-            "'none', 'batch' or 'running'",
+            "'model', 'none', 'batch' or 'running'",
         )
         need(
             self.dtype in (*DTYPE_NAMES, "auto"),

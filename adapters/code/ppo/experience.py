@@ -18,6 +18,7 @@ import torch
 
 __all__ = [
     "Experience",
+    "expected_weights",
     "Rollout",
     "position_ids",
     "sandbox_true_score",
@@ -79,6 +80,8 @@ class Experience:
     returns: torch.Tensor
     kl: torch.Tensor
     loss_weights: torch.Tensor | None  # (m,) or None (all 1)
+    sample_probs: np.ndarray | None = None  # (m,) draw probabilities, or None (a permutation)
+    placeholder: bool = False  # one masked-out row standing in for "no kept sample here"
 
 
 def position_ids(attn: torch.Tensor) -> torch.Tensor:
@@ -131,3 +134,54 @@ def token_values(
 def prompt_len_of(exp: Experience) -> int:
     """Prompt columns of an experience's ``input_ids``."""
     return exp.input_ids.shape[1] - exp.mask.shape[1]
+
+
+def expected_weights(
+    filt: Any,
+    rewards: np.ndarray,
+    groups: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    ensemble: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+    draws: int = 64,
+) -> np.ndarray:
+    """Each sample's filter weight averaged over the filter's randomness.
+
+    This is what the ``resample`` realisation draws in proportion to: for BR
+    in a group of N the best gets 1 and every other 1/(N-1) (so with N = 5
+    the draw probabilities within the group are 0.5 and 0.125); for
+    ``random:K`` every sample gets K/N. Deterministic filters return their
+    weights (ties broken once with ``rng``); other random filters are
+    averaged over ``draws`` draws. ``weights`` is one realisation already
+    drawn (it is drawn here if None).
+    """
+    import rewardfilter as rf
+
+    rng = rng if rng is not None else np.random.default_rng(0)
+    inner = filt.chosen_ if isinstance(filt, rf.AdaptiveFilter) else filt
+    if weights is None:
+        weights = filt.weights(rewards, groups, rng=rng, ensemble=ensemble)
+    weights = np.asarray(weights, dtype=float)
+    groups = np.asarray(groups)
+    _, inv, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    size = sizes[inv].astype(float)
+    if type(inner).__name__ == "BestRandom":
+        best = rf.make_filter("bon").weights(rewards, groups, rng=rng) > 0
+        return np.where(best, 1.0, np.where(size > 1, 1.0 / np.maximum(size - 1.0, 1.0), 0.0))
+    if type(inner).__name__ == "RandomK":
+        return np.minimum(inner.k / size, 1.0)
+    if type(inner).__name__ in (
+        "NoFilter",
+        "BestOfN",
+        "BestWorst",
+        "TopK",
+        "Threshold",
+        "RankWeights",
+        "Uncertainty",
+    ):
+        return weights
+    total = weights.copy()
+    for _ in range(draws - 1):
+        total = total + filt.weights(rewards, groups, rng=rng, ensemble=ensemble)
+    return total / draws
