@@ -61,8 +61,10 @@ class PFGRPOTrainer(GRPOTrainer):
     * ``filter/kept_fraction``: completions with weight > 0 / all completions;
     * ``filter/groups_dropped``: prompts none of whose completions was kept;
     * ``filter/ensemble_spread``: mean std across the ensemble's members;
-    * with ``true_score_func``: ``filter/true_score``, ``filter/r2_all``,
-      ``filter/r2_kept``, ``filter/spearman_all``, ``filter/spearman_kept``;
+    * with ``true_score_func``: ``filter/true_score`` (mean), and, when the
+      true scores vary, ``filter/r2_all``, ``filter/r2_kept`` (R² over the
+      kept completions, weighted), ``filter/spearman_all``,
+      ``filter/spearman_kept``;
     * with ``adaptive``: ``filter/adaptive_r2/<candidate>``.
     """
 
@@ -222,12 +224,13 @@ class PFGRPOTrainer(GRPOTrainer):
             return
         metrics["filter/true_score"].append(float(s.mean()))
         kept = w > 0
-        values = {
-            "filter/r2_all": lambda: rf.r2(r, s),
-            "filter/r2_kept": lambda: rf.r2(r, s, w),
-            "filter/spearman_all": lambda: rf.spearman(r, s),
-            "filter/spearman_kept": lambda: rf.spearman(r[kept], s[kept]),
-        }
+        values = {}
+        if np.ptp(s) > 0:  # constant scores say nothing about the reward's reliability
+            values["filter/r2_all"] = lambda: rf.r2(r, s)
+            values["filter/spearman_all"] = lambda: rf.spearman(r, s)
+        if kept.sum() > 1 and np.ptp(s[kept]) > 0:
+            values["filter/r2_kept"] = lambda: rf.r2(r, s, w)
+            values["filter/spearman_kept"] = lambda: rf.spearman(r[kept], s[kept])
         for name, compute in values.items():
             try:
                 value = compute()
