@@ -261,6 +261,28 @@ def test_rank_weights_scale_the_advantages(tiny_dir, tmp_path):
     )
 
 
+def test_accumulation_reuse_and_evaluation_run(tiny_dir, tmp_path):
+    """Gradient accumulation over a generation batch, two iterations per batch, and evaluate()."""
+    trainer = make_trainer(
+        tiny_dir,
+        tmp_path,
+        filter="br",
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_iterations=2,
+        max_steps=2,
+        per_device_eval_batch_size=8,
+    )
+    trainer.eval_dataset = Dataset.from_dict({"prompt": PROMPTS})
+    trainer.train()
+    steps = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(steps) == 2 and all(math.isfinite(h["loss"]) for h in steps)
+    # one generation batch serves both optimizer steps (2 accumulation chunks x 2 iterations)
+    assert [h.get("filter/kept_fraction") for h in steps] == [0.5, None]
+    result = trainer.evaluate()
+    assert math.isfinite(result["eval_loss"]) and result["eval_filter/kept_fraction"] == 0.5
+
+
 # -- group-level filters -------------------------------------------------------------------------
 
 

@@ -70,7 +70,9 @@ class PFGRPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "rewardfilter", "pf-grpo"]
 
-    def __init__(self, model: Any, reward_funcs: Any, args: PFGRPOConfig | None = None, **kwargs):
+    def __init__(
+        self, model: Any, reward_funcs: Any, args: PFGRPOConfig | None = None, *rest, **kwargs
+    ):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = PFGRPOConfig(f"{name.split('/')[-1]}-PFGRPO")
@@ -80,7 +82,7 @@ class PFGRPOTrainer(GRPOTrainer):
                 "PFGRPOConfig takes every GRPOConfig field plus filter, filter_advantages, "
                 "ensemble_reward_funcs and true_score_func."
             )
-        super().__init__(model, reward_funcs, args=args, **kwargs)
+        super().__init__(model, reward_funcs, args, *rest, **kwargs)
         self.reward_filter = rf.make_filter(args.filter)
         self._pf_members = self._ensemble_members(args)
         if self._pf_members and args.reward_weights is None:
