@@ -392,15 +392,17 @@ def length_score(completions, **kwargs):
     return [float(len(c) % 5) for c in completions]
 
 
-def test_true_score_logs_filtered_r2_and_fits_adaptive(tiny_dir, tmp_path):
+@pytest.mark.parametrize("spec", ["adaptive", "zero_std+adaptive"])
+def test_true_score_logs_filtered_r2_and_fits_adaptive(tiny_dir, tmp_path, spec):
     trainer = make_trainer(
-        tiny_dir, tmp_path, filter="adaptive", true_score_func=length_score, max_steps=2
+        tiny_dir, tmp_path, filter=spec, true_score_func=length_score, max_steps=2
     )
+    assert not trainer.reward_filter.is_fitted
     trainer.train()
     log = trainer.state.log_history[0]
     for key in ("filter/r2_all", "filter/true_score", "filter/kept_fraction"):
         assert key in log
-    assert trainer.reward_filter.chosen_ is not None
+    assert trainer.reward_filter.is_fitted
     assert any(key.startswith("filter/adaptive_r2/") for key in log)
 
 

@@ -136,10 +136,7 @@ class PFGRPOConfig(GRPOConfig):
 
 def _requires_fit(flt: rf.Filter) -> bool:
     """Whether ``flt`` must be fitted on labelled data before it can weigh samples."""
-    if hasattr(flt, "requires_fit"):
-        value = flt.requires_fit
-        return bool(value() if callable(value) else value)
-    return any(isinstance(part, rf.AdaptiveFilter) for part in getattr(flt, "parts", (flt,)))
+    return bool(flt.requires_fit)
 
 
 def _callable_name(func: Callable) -> str:

@@ -182,7 +182,7 @@ class PFGRPOTrainer(GRPOTrainer):
         flt = self.reward_filter
         if _requires_fit(flt) and mode == "train":
             self._refit(flt, r, scores, groups, ensemble, rng, mode)
-        if _requires_fit(flt) and not _is_fitted(flt):
+        if _requires_fit(flt) and not flt.is_fitted:
             weights = np.ones(n)  # nothing to choose with yet: keep everything
         else:
             weights = flt.weights(r, groups, rng=rng, ensemble=ensemble)
@@ -269,14 +269,6 @@ class PFGRPOTrainer(GRPOTrainer):
             # (their mean count per batch, so processes with more kept completions weigh more).
             loss = loss * (rows_in_loss / (kept_fraction * n_rows))
         return loss
-
-
-def _is_fitted(flt: rf.Filter) -> bool:
-    value = getattr(flt, "is_fitted", None)
-    if value is None:
-        parts = getattr(flt, "parts", (flt,))
-        return all(getattr(part, "chosen_", True) is not None for part in parts)
-    return bool(value() if callable(value) else value)
 
 
 def _adaptive_r2(flt: rf.Filter) -> dict[str, float]:
