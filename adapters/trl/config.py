@@ -43,7 +43,8 @@ class PFGRPOConfig(GRPOConfig):
         metadata={
             "help": "'all': advantages are TRL's, normalised over the whole group, and filtered completions "
             "are then removed (the authors' resampling path). 'kept': each group's advantages are recomputed "
-            "from the mean (and, per scale_rewards, std) of its kept completions only."
+            "from the mean (and, per scale_rewards, std) of its kept completions only (so with 'bon', one kept "
+            "completion per group, every advantage is 0)."
         },
     )
     ensemble_reward_funcs: list[str] | None = field(
