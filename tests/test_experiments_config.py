@@ -133,7 +133,9 @@ def test_valid_configs_still_pass():
 def test_control_hyperparameters_are_those_of_sb3_ppo():
     sb3 = pytest.importorskip("stable_baselines3")
     params = set(inspect.signature(sb3.PPO.__init__).parameters) - {"self", "_init_setup_model"}
-    own = {"n_envs", "env_kwargs", "policy", "adaptive_window"}
+    from rewardfilter.experiments.domains.control import OWN_KEYS
+
+    own = set(OWN_KEYS)
     assert set(CONTROL.hparams) | set(CONTROL.set_by_domain) == (params | own) - {"policy"} | {
         "policy"
     }

@@ -85,3 +85,21 @@ def test_every_record_carries_the_untrained_policys_true_return():
     control.run_control(_run(spec="none"), records.append)
     starts = {r["start_true_return"] for r in records}
     assert len(starts) == 1 and np.isfinite(starts.pop())
+
+
+@pytest.mark.parametrize(
+    ("name", "runs"),
+    [
+        ("calibration_v2", 39),
+        ("control_v2_terminal", 110),
+        ("control_v2_learned", 100),
+        ("control_v2_negative", 40),
+    ],
+)
+def test_round_two_study_configs_are_valid(name, runs):
+    from pathlib import Path
+
+    from rewardfilter.experiments.config import load_config
+
+    path = Path(__file__).parents[1] / "experiments" / "study" / f"{name}.yaml"
+    assert len(load_config(path).expand()) == runs

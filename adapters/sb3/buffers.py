@@ -373,7 +373,7 @@ class FilterMixin:
         ensemble = (
             ep["ensemble"] if ep["ensemble"] is not None and len(ep["ensemble"]) >= 2 else None
         )
-        if isinstance(self.filter, rf.AdaptiveFilter):
+        if self.filter.requires_fit:
             if self.refit_adaptive:
                 self._fit_history.append(ep)
                 pooled = pool_history(list(self._fit_history))
@@ -385,7 +385,7 @@ class FilterMixin:
                         )  # fmt: skip
                     except ValueError:
                         pass  # too little signal in the window: keep the previous choice
-            if self.filter.chosen_ is None:
+            if not self.filter.is_fitted:
                 return np.ones(n), 0
         by = ep["true"] if self.rank_by == "true" else ep["noisy"]
         w = self.filter.weights(by, ep["groups"], rng=rng, ensemble=ensemble)

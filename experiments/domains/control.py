@@ -38,8 +38,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-#: hparams consumed here; the rest go to PPO
-_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window", "rank_by", "lr_schedule")
+#: hparams consumed here (experiments/domains/checks.py lists them too); the rest go to PPO
+OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window", "rank_by", "lr_schedule")
 
 #: start states of the evaluation episodes: fixed, so every evaluation of every method
 #: sees the same episodes (common random numbers: less variance between methods)
@@ -137,7 +137,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         env_kwargs=train_kwargs,
     )
     eval_env = gym.make(run["task"], **noisy_kwargs)
-    ppo_kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
+    ppo_kwargs = {k: v for k, v in hp.items() if k not in OWN_KEYS}
     ppo_kwargs["learning_rate"] = learning_rate(ppo_kwargs.get("learning_rate", 3e-4), hp)
     model = PPO(
         hp.get("policy", "MlpPolicy"),
@@ -185,8 +185,8 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             "filtered_r2": filtered_r2,
             "r2": all_r2,
             "n_episodes": sum(len(e["noisy"]) for e in state["episodes"]),
-            "train_true_return": mean_of("true_return_mean"),
-            "train_noisy_return": mean_of("noisy_return_mean"),
+            "train_true_return": mean_of("score_mean"),
+            "train_noisy_return": mean_of("reward_mean"),
             "ensemble_std": mean_of("ensemble_std_mean"),
             # episodes per ranked group: below N when episodes straddle rollouts and groups split
             "group_size_mean": mean_of("group_size_mean"),
