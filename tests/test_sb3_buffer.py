@@ -320,6 +320,12 @@ def test_nan_observed_reward_is_reported_at_add_with_env_and_step():
             np.zeros((2, 3)), np.zeros((2, 1)), np.zeros(2), np.zeros(2), th.zeros(2), th.zeros(2),
             infos=[{"observed_reward": 1.0}, {"observed_reward": float("nan")}],
         )  # fmt: skip
+    plain = FilteredRolloutBuffer(4, OBS, ACT, device="cpu", n_envs=2, filter="none")
+    with pytest.raises(ValueError, match="env 0 at step 0 .* inf"):  # no observed_reward info
+        plain.add(
+            np.zeros((2, 3)), np.zeros((2, 1)), np.array([np.inf, 0.0]), np.ones(2), th.zeros(2),
+            th.zeros(2), infos=[{}, {}],
+        )  # fmt: skip
 
 
 def test_nan_true_reward_warns_and_is_left_out_of_the_statistics():
