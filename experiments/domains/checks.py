@@ -126,8 +126,8 @@ CONTROL = DomainSpec(
         "env_kwargs": dict,
         "policy": str,
         "adaptive_window": COUNT,
-        "rank_by": str,  # 'observed' | 'true' (checked by FilteredRolloutBuffer)
-        "lr_schedule": str,  # 'constant' | 'linear' (checked by domains/control.py)
+        "rank_by": ("observed", "true"),
+        "lr_schedule": ("constant", "linear"),
         "checkpoints": list,  # fractions of the budget in (0, 1] (checked by domains/control.py)
         # stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
         "learning_rate": POSITIVE,
@@ -203,6 +203,9 @@ def _check_value(value: Any, rule: Any, path: str, error: Error) -> None:
     if isinstance(rule, Interval):
         if value not in rule:
             error(path, f"must be {rule}; got {value!r}.")
+    elif isinstance(rule, tuple):  # one of these strings
+        if value not in rule:
+            error(path, f"must be one of {', '.join(map(repr, rule))}; got {value!r}.")
     elif rule is bool:
         if not isinstance(value, bool):
             error(path, f"must be true or false; got {value!r}.")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 #: hparams consumed here (experiments/domains/checks.py lists them too); the rest go to PPO
-OWN_KEYS = (
+_OWN_KEYS = (
     "n_envs",
     "env_kwargs",
     "policy",
@@ -149,7 +149,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         env_kwargs=train_kwargs,
     )
     eval_env = gym.make(run["task"], **noisy_kwargs)
-    ppo_kwargs = {k: v for k, v in hp.items() if k not in OWN_KEYS}
+    ppo_kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
     ppo_kwargs["learning_rate"] = learning_rate(ppo_kwargs.get("learning_rate", 3e-4), hp)
     model = PPO(
         hp.get("policy", "MlpPolicy"),
