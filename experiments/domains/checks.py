@@ -128,6 +128,7 @@ CONTROL = DomainSpec(
         "adaptive_window": COUNT,
         "rank_by": ("observed", "true"),
         "lr_schedule": ("constant", "linear"),
+        "checkpoints": list,  # fractions of the budget in (0, 1] (checked by domains/control.py)
         # stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
         "learning_rate": POSITIVE,
         "n_steps": COUNT,
