@@ -30,7 +30,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rewardfilter.envs.noise import NoiseModel
+from rewardfilter.noise import NoiseModel
 from rewardfilter.validation import check_bool, check_scalar, is_number, param_error
 
 #: Bump when the cached arrays change meaning; older files are then refitted.

@@ -7,8 +7,8 @@ without torch or gymnasium. It is also a clean toy of PF-PPO's setting.
 
 Each context (prompt) has ``n_arms`` responses with true scores in [0, 1].
 The reward model sees the true score through noise whose scale depends on the
-noise model (``heteroscedastic``: large at moderate scores, small at high
-ones, as PF-PPO observed on code). Every iteration the policy samples N
+noise model (``rewardfilter.noise``; ``heteroscedastic``: large at moderate
+scores, small at high ones, as PF-PPO observed on code; see :data:`NOISE_DEFAULTS`). Every iteration the policy samples N
 responses for each of ``batch_contexts`` contexts, scores them with the
 reward (noisy or true), filters each group with the method's filter, and
 takes one REINFORCE step with a group-mean baseline on the kept samples.
@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from rewardfilter.noise import NoiseModel, make_noise
+
 DEFAULTS: dict[str, Any] = {
     "lr": 0.5,  # step size on the softmax logits
     "batch_contexts": 16,  # contexts (groups) per iteration
@@ -35,19 +37,37 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _noise_std(scores: np.ndarray, model: str, kw: dict[str, Any]) -> np.ndarray:
-    """Per-sample std of the reward model's error, by noise model."""
-    if model == "none":
-        return np.zeros_like(scores)
-    if model == "gaussian":
-        return np.full_like(scores, float(kw.get("std", 0.3)))
+#: The domain's noise models (the shared ones of ``rewardfilter.noise``, on the
+#: score range [0, 1]) and its defaults for the parameters a config leaves out:
+#: the heteroscedastic default is a step, reliable above a score of 0.8. With
+#: the Gymnasium tasks' names (``std``, ``min_std``, ``reliable``, ``threshold``);
+#: ``threshold: null`` gives the tasks' ramp profile instead of the step.
+NOISE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "gaussian": {"std": 0.3},
+    "heteroscedastic": {"std": 0.5, "min_std": 0.05, "threshold": 0.8},
+}
+#: earlier names of the bandit's heteroscedastic parameters, still accepted
+NOISE_ALIASES = {"std_low": "std", "std_high": "min_std"}
+
+
+def noise_model(model: str, kwargs: dict[str, Any] | None = None) -> NoiseModel:
+    """The bandit's noise model; an unknown model or parameter raises ``ValueError`` naming it."""
+    if model not in NOISE_DEFAULTS:
+        raise ValueError(
+            f"The bandit domain has no noise model {model!r}; use {', '.join(NOISE_DEFAULTS)}."
+        )
+    kw = dict(kwargs or {})
     if model == "heteroscedastic":
-        # reliable where the score is high, unreliable at moderate and low scores
-        low, high = float(kw.get("std_low", 0.5)), float(kw.get("std_high", 0.05))
-        return np.where(scores >= float(kw.get("threshold", 0.8)), high, low)
-    raise ValueError(
-        f"The bandit domain has no noise model {model!r}; use none, gaussian or heteroscedastic."
-    )
+        for old, new in NOISE_ALIASES.items():
+            if old in kw:
+                if new in kw:
+                    raise ValueError(
+                        f"heteroscedastic noise got both {old!r} and {new!r}, one parameter "
+                        f"under two names; give {new!r} only."
+                    )
+                kw[new] = kw.pop(old)
+    return make_noise(model, {**NOISE_DEFAULTS[model], **kw})
 
 
 def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -69,12 +89,13 @@ def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> di
     logits = np.zeros((n_contexts, n_arms))
     filt = rf.make_filter(method["filter"])
     k = int(hp["ensemble_size"])
+    noise_std = noise_model(noise["model"], noise["kwargs"]).scale
 
     def sample_rewards(
         ctx: np.ndarray, arms: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         true = scores[ctx, arms]
-        std = _noise_std(true, noise["model"], noise["kwargs"])
+        std = noise_std(true, 0.0, 1.0)  # scores lie in [0, 1]
         members = true[None, :] + rng.normal(size=(k, true.shape[0])) * std[None, :]
         noisy = members.mean(axis=0)
         return true, noisy, members
