@@ -41,6 +41,7 @@ from rewardfilter.reliability import (
 from rewardfilter.selection import (
     AdaptiveFilter,
     FewKeptSamplesWarning,
+    FilterR2,
     FilterScore,
     filtered_r2,
     rank_filters,
@@ -67,6 +68,7 @@ __all__ = [
     "Compose",
     "FewKeptSamplesWarning",
     "Filter",
+    "FilterR2",
     "FilterScore",
     "FilterStats",
     "NoFilter",

@@ -85,29 +85,25 @@ def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> di
 
     # the task instance is fixed by the task, not the seed: every seed solves the same problem
     task_rng = np.random.default_rng(n_contexts * 1000 + n_arms)
-    scores = task_rng.beta(2.0, 2.0, size=(n_contexts, n_arms))
+    arm_scores = task_rng.beta(2.0, 2.0, size=(n_contexts, n_arms))  # the true scores
     logits = np.zeros((n_contexts, n_arms))
     filt = rf.make_filter(method["filter"])
     k = int(hp["ensemble_size"])
     noise_std = noise_model(noise["model"], noise["kwargs"]).scale
 
-    def sample_rewards(
-        ctx: np.ndarray, arms: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        true = scores[ctx, arms]
-        std = noise_std(true, 0.0, 1.0)  # scores lie in [0, 1]
-        members = true[None, :] + rng.normal(size=(k, true.shape[0])) * std[None, :]
-        noisy = members.mean(axis=0)
-        return true, noisy, members
+    def sample(ctx: np.ndarray, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """True scores, the reward model's rewards (its members' mean) and the members'."""
+        scores = arm_scores[ctx, arms]
+        std = noise_std(scores, 0.0, 1.0)  # scores lie in [0, 1]
+        members = scores[None, :] + rng.normal(size=(k, scores.shape[0])) * std[None, :]
+        return scores, members.mean(axis=0), members
 
-    if (
-        filt.spec == "adaptive"
-    ):  # fit the filter on labelled samples from the initial (uniform) policy
+    if filt.requires_fit:  # fit on labelled samples from the initial (uniform) policy
         g = int(hp["adaptive_groups"])
         ctx = np.repeat(rng.integers(n_contexts, size=g), n)
         arms = rng.integers(n_arms, size=ctx.shape[0])
-        true, noisy, members = sample_rewards(ctx, arms)
-        filt.fit(noisy, true, np.repeat(np.arange(g), n), rng=rng, ensemble=members)
+        scores, rewards, members = sample(ctx, arms)
+        filt.fit(rewards, scores, np.repeat(np.arange(g), n), rng=rng, ensemble=members)
 
     def policy() -> np.ndarray:
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -123,17 +119,17 @@ def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> di
         p = policy()
         arms = (rng.random(ctx.shape[0])[:, None] > np.cumsum(p[ctx], axis=1)).sum(axis=1)
         arms = np.minimum(arms, n_arms - 1)
-        # score
-        true, noisy, members = sample_rewards(ctx, arms)
-        reward = true if method["reward"] == "true" else noisy
+        # reward: the reward model's, or the true score for the oracle
+        scores, rewards, members = sample(ctx, arms)
+        ranked = scores if method["reward"] == "true" else rewards
         # filter
-        w = filt.weights(reward, groups, rng=rng, ensemble=members if filt.needs_ensemble else None)
+        w = filt.weights(ranked, groups, rng=rng, ensemble=members if filt.needs_ensemble else None)
         # advantages: group-mean baseline for N > 1, a running mean for N = 1 (PPO-S)
         if n > 1:
-            adv = reward - np.repeat(reward.reshape(-1, n).mean(axis=1), n)
+            adv = ranked - np.repeat(ranked.reshape(-1, n).mean(axis=1), n)
         else:
-            adv = reward - baseline
-            baseline = 0.9 * baseline + 0.1 * float(reward.mean())
+            adv = ranked - baseline
+            baseline = 0.9 * baseline + 0.1 * float(ranked.mean())
         # update: REINFORCE on the kept samples
         grad = -p[ctx] * (w * adv)[:, None]
         grad[np.arange(ctx.shape[0]), arms] += w * adv
@@ -143,14 +139,14 @@ def run_bandit(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> di
             time.sleep(float(hp["sleep"]))
         # log
         if it % int(budget["eval_every"]) == 0 or it == int(budget["steps"]):
-            pol = policy()
+            stats = rf.filter_stats(rewards, w, groups, scores=scores)
             last = {
                 "step": it,
                 "samples_used": samples_used,
-                "true_return": float((pol * scores).sum(axis=1).mean()),
-                "noisy_return": float(noisy.mean()),
-                "kept_fraction": float((w > 0).mean()),
-                "filtered_r2": float(rf.r2(noisy, true, w)),
+                "true_return": float((policy() * arm_scores).sum(axis=1).mean()),
+                "noisy_return": stats.reward_mean,
+                "kept_fraction": stats.kept_fraction,
+                "filtered_r2": stats.filtered_r2,
             }
             log(last)
     return dict(last)
