@@ -101,6 +101,10 @@ def test_bad_values_are_refused_with_their_key_path(raw, expected):
         ),
         (_control(hparams={"seed": 3}), "hparams.seed: is set by the control domain itself"),
         (
+            _control(hparams={"rank_by": "truth"}),
+            "hparams.rank_by: must be one of 'observed', 'true'; got 'truth'.",
+        ),
+        (
             _control(tasks=["rewardfilter/Pendulm-v1"]),
             "tasks[0].id: no Gymnasium task 'rewardfilter/Pendulm-v1' is registered; did you mean 'rewardfilter/Pendulum-v1'?",
         ),
@@ -133,7 +137,9 @@ def test_valid_configs_still_pass():
 def test_control_hyperparameters_are_those_of_sb3_ppo():
     sb3 = pytest.importorskip("stable_baselines3")
     params = set(inspect.signature(sb3.PPO.__init__).parameters) - {"self", "_init_setup_model"}
-    own = {"n_envs", "env_kwargs", "policy", "adaptive_window"}
+    from rewardfilter.experiments.domains.control import _OWN_KEYS
+
+    own = set(_OWN_KEYS)  # the control domain's own keys, besides PPO's
     assert set(CONTROL.hparams) | set(CONTROL.set_by_domain) == (params | own) - {"policy"} | {
         "policy"
     }

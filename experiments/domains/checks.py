@@ -126,6 +126,8 @@ CONTROL = DomainSpec(
         "env_kwargs": dict,
         "policy": str,
         "adaptive_window": COUNT,
+        "rank_by": ("observed", "true"),
+        "lr_schedule": ("constant", "linear"),
         # stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
         "learning_rate": POSITIVE,
         "n_steps": COUNT,
@@ -200,6 +202,9 @@ def _check_value(value: Any, rule: Any, path: str, error: Error) -> None:
     if isinstance(rule, Interval):
         if value not in rule:
             error(path, f"must be {rule}; got {value!r}.")
+    elif isinstance(rule, tuple):  # one of these strings
+        if value not in rule:
+            error(path, f"must be one of {', '.join(map(repr, rule))}; got {value!r}.")
     elif rule is bool:
         if not isinstance(value, bool):
             error(path, f"must be true or false; got {value!r}.")
