@@ -100,3 +100,15 @@ def test_bandit_no_longer_ignores_the_envs_names():
 def test_bandit_rejects_unknown_noise_and_keys_naming_them(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         bandit.noise_model(model, kwargs)
+
+
+def test_bandit_lists_the_parameters_it_accepts():
+    assert bandit.NOISE_KWARGS == {
+        "none": (),
+        "gaussian": ("std",),
+        "heteroscedastic": ("std", "min_std", "reliable", "threshold", "std_low", "std_high"),
+    }
+    for model, names in bandit.NOISE_KWARGS.items():
+        for name in names:
+            if name not in ("std_low", "std_high", "reliable"):
+                bandit.noise_model(model, {name: 0.1})  # each one is accepted

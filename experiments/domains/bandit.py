@@ -19,6 +19,7 @@ Task ids: ``bandit/<n_contexts>x<n_arms>``, e.g. ``bandit/32x8``. The budget
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardfilter.noise import NoiseModel, make_noise
+from rewardfilter.noise import NUMPY_NOISE_MODELS, NoiseModel, make_noise
 
 DEFAULTS: dict[str, Any] = {
     "lr": 0.5,  # step size on the softmax logits
@@ -49,6 +50,12 @@ NOISE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: earlier names of the bandit's heteroscedastic parameters, still accepted
 NOISE_ALIASES = {"std_low": "std", "std_high": "min_std"}
+#: the parameters each noise model accepts here (for up-front config checks)
+NOISE_KWARGS: dict[str, tuple[str, ...]] = {
+    model: tuple(f.name for f in dataclasses.fields(NUMPY_NOISE_MODELS[model][1]))
+    + (tuple(NOISE_ALIASES) if model == "heteroscedastic" else ())
+    for model in NOISE_DEFAULTS
+}
 
 
 def noise_model(model: str, kwargs: dict[str, Any] | None = None) -> NoiseModel:
