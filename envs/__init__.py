@@ -22,7 +22,14 @@ from rewardfilter.envs.learned import (
     LearnedRewardModel,
     default_cache_dir,
 )
-from rewardfilter.envs.noise import (
+from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
+from rewardfilter.envs.wrappers import (
+    NOISE_MODELS,
+    NOISE_SEED_OPTION,
+    NoisyReward,
+    make_noise_model,
+)
+from rewardfilter.noise import (
     ConfusionNoise,
     ConfusionNoiseConfig,
     GaussianNoise,
@@ -32,13 +39,6 @@ from rewardfilter.envs.noise import (
     NoiseModel,
     NoNoise,
     NoNoiseConfig,
-)
-from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
-from rewardfilter.envs.wrappers import (
-    NOISE_MODELS,
-    NOISE_SEED_OPTION,
-    NoisyReward,
-    make_noise_model,
 )
 
 register_tasks()

@@ -107,9 +107,11 @@ class Filter(ABC):
         ----------
         rewards : array of shape (n,)
             The (noisy) reward of each sample; must be finite.
-        groups : array of shape (n,)
-            A context id per sample (prompt id, reset seed). Ranking is within
-            a group, never across the batch.
+        groups : array of shape (n,) or sequence of n ids
+            A context id per sample (prompt id, reset seed): ints, floats,
+            strings or tuples such as ``(prompt, seed)``; ids of different
+            types are different groups (``1`` is not ``"1"``). Ranking is
+            within a group, never across the batch.
         rng : numpy Generator, int seed or None
             Source of randomness for ties and for random filters.
         ensemble : array of shape (K, n), optional

@@ -262,7 +262,17 @@ def test_per_group_counts_and_best_is_kept(batch):
 @settings(max_examples=60, deadline=None)
 @given(
     batches(),
-    st.sampled_from(["bon", "bw", "topk:2", "rank:0.5,0.3,0.1,0.05,0.05,0,0", "threshold:0.5"]),
+    st.sampled_from(
+        [
+            "bon",
+            "bw",
+            "topk:2",
+            "rank:0.5,0.3,0.1,0.05,0.05,0,0",
+            "threshold:0.5",
+            "zero_std:0.1",
+            "zero_std+bw",
+        ]
+    ),
 )
 def test_permuting_samples_permutes_weights_of_deterministic_filters(batch, spec):
     rewards, groups, seed = batch
