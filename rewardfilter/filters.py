@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import re
 import sys
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -331,7 +332,12 @@ class RankWeights(Filter):
 
 @dataclass(frozen=True, repr=False)
 class Uncertainty(Filter):
-    """Drop the fraction Q of each group's samples on which the reward-model ensemble disagrees most."""
+    """Drop the fraction Q of each group's samples on which the reward-model ensemble disagrees most.
+
+    An ensemble of one member (K = 1) carries no disagreement information: then
+    every sample is kept (weight 1), with a warning, rather than dropping
+    samples at random.
+    """
 
     q: float = 0.2
     needs_ensemble: ClassVar[bool] = True
@@ -344,6 +350,13 @@ class Uncertainty(Filter):
         return f"uncertainty:{self.q:g}"
 
     def _weights(self, rewards, groups, rng, ensemble):
+        if ensemble.shape[0] == 1:
+            warnings.warn(
+                "uncertainty got an ensemble of one member: no disagreement to filter on; "
+                "every sample is kept.",
+                stacklevel=3,
+            )
+            return np.ones(rewards.shape[0])
         disagreement = ensemble_std(ensemble)
         return _ranked(
             disagreement, groups, rng, lambda r: r.rank >= np.floor(self.q * r.size + 1e-9)
