@@ -30,10 +30,14 @@ import torch as th
 from stable_baselines3 import PPO
 from timing import interleaved  # benchmarks/timing.py (this folder is on sys.path)
 
-from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
+from rewardfilter.adapters.sb3 import (
+    FilteredRolloutBuffer,
+    FilterStatsCallback,
+    make_grouped_vec_env,
+)
 
 #: the buffer's own bookkeeping steps, timed where the buffer defines them
-BOOKKEEPING = ("_record", "_parse_infos", "_apply_filter")
+BOOKKEEPING = ("_record", "_parse_infos", "_apply_filter", "_rank_and_weight")
 
 
 class TimedFilteredRolloutBuffer(FilteredRolloutBuffer):
@@ -88,7 +92,8 @@ def train(buffer_kwargs: dict, args: argparse.Namespace) -> None:
         device="cpu",
         **buffer_kwargs,
     )
-    model.learn(args.timesteps)
+    # the filtered buffer receives each step's infos from FilterStatsCallback (part of the overhead)
+    model.learn(args.timesteps, callback=FilterStatsCallback() if buffer_kwargs else None)
     venv.close()
 
 

@@ -14,7 +14,6 @@ Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters`
 
 from rewardfilter.filters import (
     ACCEPTED_SPECS,
-    AdaptiveFilter,
     BestOfN,
     BestRandom,
     BestWorst,
@@ -23,13 +22,13 @@ from rewardfilter.filters import (
     NoFilter,
     RandomK,
     RankWeights,
-    StdTop,
     Threshold,
     TopK,
     Uncertainty,
-    ZeroStd,
     make_filter,
+    register_spec,
 )
+from rewardfilter.group_filters import StdTop, ZeroStd
 from rewardfilter.reliability import (
     ReliabilityCurve,
     auc,
@@ -39,7 +38,14 @@ from rewardfilter.reliability import (
     reliability_curve,
     spearman,
 )
-from rewardfilter.selection import FilterScore, filtered_r2, rank_filters
+from rewardfilter.selection import (
+    AdaptiveFilter,
+    FewKeptSamplesWarning,
+    FilterScore,
+    filtered_r2,
+    rank_filters,
+)
+from rewardfilter.stats import FilterStats, filter_stats
 
 __version__ = "0.1.0"
 
@@ -59,8 +65,10 @@ __all__ = [
     "BestRandom",
     "BestWorst",
     "Compose",
+    "FewKeptSamplesWarning",
     "Filter",
     "FilterScore",
+    "FilterStats",
     "NoFilter",
     "NotFittedError",
     "RandomK",
@@ -73,11 +81,13 @@ __all__ = [
     "ZeroStd",
     "auc",
     "ensemble_std",
+    "filter_stats",
     "filtered_r2",
     "make_filter",
     "mse",
     "r2",
     "rank_filters",
+    "register_spec",
     "reliability_curve",
     "spearman",
     "__version__",

@@ -28,19 +28,22 @@ that N suits the filter with :meth:`Filter.check_group_size`.
 
 from __future__ import annotations
 
-import math
+import copy
 import re
+import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rewardfilter.grouping import group_spread, rank_within_groups
+from rewardfilter.grouping import rank_within_groups
 from rewardfilter.reliability import ensemble_std
 from rewardfilter.validation import (
     as_generator,
     check_1d_finite,
+    check_choice,
     check_ensemble,
     check_groups,
     check_scalar,
@@ -66,6 +69,13 @@ class Filter(ABC):
     min_group_size: ClassVar[int] = 1
     #: Whether ``weights`` needs a reward-model ensemble.
     needs_ensemble: ClassVar[bool] = False
+    #: Whether the filter must be fitted on labelled data (:meth:`fit`) before ``weights``.
+    requires_fit: ClassVar[bool] = False
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once ``weights`` can be called: always, unless :attr:`requires_fit`."""
+        return True
 
     @property
     @abstractmethod
@@ -80,7 +90,7 @@ class Filter(ABC):
     def fit(
         self, rewards: Any, scores: Any, groups: Any, *, rng: Any = None, ensemble: Any = None
     ) -> Filter:
-        """Learn from labelled data; a no-op except for filters that need it."""
+        """Learn from labelled data (true ``scores``); a no-op unless :attr:`requires_fit`."""
         return self
 
     def weights(
@@ -339,59 +349,6 @@ class Uncertainty(Filter):
 
 
 @dataclass(frozen=True, repr=False)
-class ZeroStd(Filter):
-    """Drop every group whose reward spread is at most EPS (DAPO's dynamic sampling).
-
-    Rule: a sample gets 1 when the population std of its group's rewards is
-    greater than ``eps``, else 0: a group whose rewards are all (about) equal
-    gives every member the same group-relative advantage, so it carries no
-    signal. A group of one sample has spread 0 and is dropped.
-    """
-
-    eps: float = 0.0
-    min_group_size: ClassVar[int] = 2
-
-    def __post_init__(self):
-        check_scalar(self.eps, "eps", "zero_std", min_val=0)
-
-    @property
-    def spec(self) -> str:
-        return f"zero_std:{self.eps:g}"
-
-    def _weights(self, rewards, groups, rng, ensemble):
-        spread, index = group_spread(rewards, groups)
-        return (spread > self.eps)[index].astype(float)
-
-
-@dataclass(frozen=True, repr=False)
-class StdTop(Filter):
-    """Keep the fraction P of groups with the largest reward spread; the others get 0.
-
-    Rule: of G groups, the ``ceil(P * G)`` with the largest population std of
-    their rewards keep every sample (weight 1); ties in spread are broken
-    uniformly at random with ``rng``. So at least one group is always kept.
-    """
-
-    p: float = 0.5
-    min_group_size: ClassVar[int] = 2
-
-    def __post_init__(self):
-        check_scalar(self.p, "p", "std_top", min_val=0, max_val=1, include_boundaries="right")
-
-    @property
-    def spec(self) -> str:
-        return f"std_top:{self.p:g}"
-
-    def _weights(self, rewards, groups, rng, ensemble):
-        spread, index = group_spread(rewards, groups)
-        n_keep = math.ceil(self.p * spread.shape[0] - 1e-9)
-        perm = rng.permutation(spread.shape[0])  # random order among equal spreads
-        keep = np.zeros(spread.shape[0])
-        keep[perm[np.argsort(-spread[perm], kind="stable")[:n_keep]]] = 1.0
-        return keep[index]
-
-
-@dataclass(frozen=True, repr=False)
 class Compose(Filter):
     """Filters applied in turn (spec ``a+b``): each filters the samples the previous kept.
 
@@ -430,6 +387,14 @@ class Compose(Filter):
     def needs_ensemble(self) -> bool:  # type: ignore[override]
         return any(part.needs_ensemble for part in self.parts)
 
+    @property
+    def requires_fit(self) -> bool:  # type: ignore[override]
+        return any(part.requires_fit for part in self.parts)
+
+    @property
+    def is_fitted(self) -> bool:
+        return all(part.is_fitted for part in self.parts)
+
     def check_group_size(self, n: int) -> None:
         for part in self.parts:
             part.check_group_size(n)
@@ -461,73 +426,6 @@ class Compose(Filter):
         return w
 
 
-@dataclass(repr=False)
-class AdaptiveFilter(Filter):
-    """Choose among candidate filters by filtered R² on labelled data (the paper's rule).
-
-    After :meth:`fit` it behaves as the candidate whose kept samples have the
-    highest R² between reward and true score. ``chosen_`` names it and
-    ``r2_`` holds the R² of every candidate.
-    """
-
-    candidates: tuple[str, ...] = ("bon", "br", "bw", "none")
-    draws: int = 10
-    chosen_: Filter | None = field(default=None, init=False)
-    r2_: dict[str, float] = field(default_factory=dict, init=False)
-
-    def __post_init__(self):
-        if not _is_sequence(self.candidates) or not self.candidates:
-            raise param_error(
-                "candidates", "adaptive", "a non-empty list of filter specs", self.candidates
-            )
-        filters = [make_filter(c) for c in self.candidates]
-        if any(isinstance(f, AdaptiveFilter) for f in filters):
-            raise param_error(
-                "candidates", "adaptive", "specs of non-adaptive filters", self.candidates
-            )
-        self.candidates = tuple(f.spec for f in filters)
-        check_scalar(self.draws, "draws", "adaptive", "int", min_val=1)
-
-    @property
-    def spec(self) -> str:
-        return "adaptive"
-
-    @property
-    def is_binary(self) -> bool:
-        return self._fitted().is_binary
-
-    @property
-    def min_group_size(self) -> int:  # type: ignore[override]
-        return max(make_filter(c).min_group_size for c in self.candidates)
-
-    def fit(self, rewards, scores, groups, *, rng=None, ensemble=None) -> AdaptiveFilter:
-        from rewardfilter.selection import rank_filters
-
-        ranking = rank_filters(
-            self.candidates, rewards, scores, groups, rng=rng, ensemble=ensemble, draws=self.draws
-        )
-        self.r2_ = {item.spec: item.r2 for item in ranking}
-        if math.isnan(ranking[0].r2):
-            raise ValueError(
-                "adaptive could not compute R² for any candidate: the kept samples need at least "
-                "2 distinct rewards and more than one sample each."
-            )
-        self.chosen_ = make_filter(ranking[0].spec)
-        return self
-
-    def _fitted(self) -> Filter:
-        if self.chosen_ is None:
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(
-                "This adaptive filter is not fitted yet; call fit(rewards, scores, groups) with labelled data first."
-            )
-        return self.chosen_
-
-    def _weights(self, rewards, groups, rng, ensemble):
-        return self._fitted()._weights(rewards, groups, rng, ensemble)
-
-
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
@@ -546,13 +444,14 @@ def _parse_float(text: str, param: str, owner: str) -> float:
         raise param_error(param, owner, "a float", text) from None
 
 
-# name -> (its argument: "none", "required" or "optional", constructor from the argument text)
-_PARSERS = {
+# name -> (its argument: "none", "required" or "optional", constructor from the argument text);
+# other modules add theirs with register_spec (rewardfilter.group_filters adds zero_std and
+# std_top, rewardfilter.selection adds adaptive)
+_PARSERS: dict[str, tuple[str, Callable[[str], Filter]]] = {
     "none": ("none", lambda a: NoFilter()),
     "bon": ("none", lambda a: BestOfN()),
     "br": ("none", lambda a: BestRandom()),
     "bw": ("none", lambda a: BestWorst()),
-    "adaptive": ("none", lambda a: AdaptiveFilter()),
     "random": ("required", lambda a: RandomK(_parse_int(a, "k", "random"))),
     "topk": ("required", lambda a: TopK(_parse_int(a, "k", "topk"))),
     "threshold": ("required", lambda a: Threshold(_parse_float(a, "t", "threshold"))),
@@ -561,25 +460,41 @@ _PARSERS = {
         "required",
         lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(","))),
     ),
-    "zero_std": ("optional", lambda a: ZeroStd(_parse_float(a, "eps", "zero_std") if a else 0.0)),
-    "std_top": ("required", lambda a: StdTop(_parse_float(a, "p", "std_top"))),
 }
+
+
+def register_spec(name: str, argument: str, build: Callable[[str], Filter]) -> None:
+    """Make ``make_filter`` accept ``name`` (``argument``: "none", "required" or "optional").
+
+    ``build`` receives the argument text (stripped; "" when absent) and returns
+    a new filter. A filter defined in another module registers itself here, so
+    adding a filter touches one file.
+    """
+    check_choice(argument, "argument", "register_spec", ("none", "required", "optional"))
+    _PARSERS[name] = (argument, build)
+
 
 # "+" joins specs; a "+" inside a number ("threshold:1e+3", "rank:+1") is followed by a digit
 _JOIN = re.compile(r"\+(?![\d.])")
 
 
 def make_filter(spec: Filter | str) -> Filter:
-    """Build a filter from its spec string (or return a ``Filter`` as it is).
+    """Build a new filter from its spec string, or copy a ``Filter``.
 
     Accepted forms: ``none``, ``random:K``, ``bon``, ``br``, ``bw``,
     ``topk:K``, ``threshold:T``, ``rank:w1,...,wN``, ``uncertainty:Q``,
     ``adaptive``, the group-level ``zero_std[:EPS]`` (EPS defaults to 0) and
     ``std_top:P``, and specs joined by ``+`` (``zero_std+br``: see
     :class:`Compose`). A bad spec raises ``ValueError`` naming it and these forms.
+
+    Every call returns a fresh instance, so two trainers never share a fit.
+    Given a ``Filter``, it returns an independent deep copy *with* its fitted
+    state (unlike scikit-learn's ``clone``, which drops the fit): a pre-fitted
+    ``adaptive`` filter handed to a trainer stays fitted, and a refit there does
+    not change the caller's instance.
     """
     if isinstance(spec, Filter):
-        return spec
+        return copy.deepcopy(spec)
     if not isinstance(spec, str):
         raise ValueError(
             f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}."
@@ -612,3 +527,17 @@ def _parse_one(text: str, spec: str) -> Filter:
         raise ValueError(
             f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}."
         ) from None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AdaptiveFilter":  # moved to rewardfilter.selection (it uses the selection rule)
+        import warnings
+
+        warnings.warn(
+            "rewardfilter.filters.AdaptiveFilter moved to rewardfilter.selection; "
+            "use rf.AdaptiveFilter or rewardfilter.selection.AdaptiveFilter.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return sys.modules["rewardfilter.selection"].AdaptiveFilter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
