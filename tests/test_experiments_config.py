@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from rewardfilter.experiments.config import ConfigError, parse_config
-from rewardfilter.experiments.domains.checks import CONTROL
+from rewardfilter.experiments.domains import control
+from rewardfilter.experiments.domains.checks import CONTROL, PPO_HPARAMS
 
 TINY = Path(__file__).resolve().parents[1] / "experiments" / "tiny.yaml"
 
@@ -133,7 +134,6 @@ def test_valid_configs_still_pass():
 def test_control_hyperparameters_are_those_of_sb3_ppo():
     sb3 = pytest.importorskip("stable_baselines3")
     params = set(inspect.signature(sb3.PPO.__init__).parameters) - {"self", "_init_setup_model"}
-    own = {"n_envs", "env_kwargs", "policy", "adaptive_window"}
-    assert set(CONTROL.hparams) | set(CONTROL.set_by_domain) == (params | own) - {"policy"} | {
-        "policy"
-    }
+    own = set(getattr(control, "OWN_KEYS", None) or control._OWN_KEYS)
+    assert set(PPO_HPARAMS) | set(CONTROL.set_by_domain) | {"policy"} == params
+    assert set(CONTROL.hparams()) == set(PPO_HPARAMS) | own

@@ -37,7 +37,8 @@ ANY = None  # any plain value
 class DomainSpec:
     """What a domain accepts; see the module docstring."""
 
-    hparams: dict[str, Any]
+    #: name -> rule, or a function returning them (read from the domain; {} when unknown)
+    hparams: dict[str, Any] | Callable[[], dict[str, Any]]
     task: Callable[[str], str | None] = lambda task_id: None  # -> a reason, or None if fine
     #: noise model -> accepted kwargs (None: not checked here); empty dict: any model passes
     noise: Callable[[], dict[str, tuple[str, ...] | None]] = dict
@@ -119,33 +120,39 @@ def _control_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
     return None
 
 
+def _control_hparams() -> dict[str, Any]:
+    """PPO's constructor arguments plus the keys the control domain consumes itself."""
+    from rewardfilter.experiments.domains import control
+
+    own = getattr(control, "OWN_KEYS", None) or getattr(control, "_OWN_KEYS", ())
+    typed = {"n_envs": COUNT, "env_kwargs": dict, "policy": str, "adaptive_window": COUNT}
+    return {**PPO_HPARAMS, **{k: typed.get(k, ANY) for k in own}}
+
+
+#: stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
+PPO_HPARAMS: dict[str, Any] = {
+    "learning_rate": POSITIVE,
+    "n_steps": COUNT,
+    "batch_size": COUNT,
+    "n_epochs": COUNT,
+    "gamma": UNIT,
+    "gae_lambda": UNIT,
+    "clip_range": POSITIVE,
+    "clip_range_vf": ANY,
+    "normalize_advantage": bool,
+    "ent_coef": NON_NEGATIVE,
+    "vf_coef": NON_NEGATIVE,
+    "max_grad_norm": POSITIVE,
+    "use_sde": bool,
+    "sde_sample_freq": Interval("int", -1, None, "left"),
+    "target_kl": ANY,
+    "stats_window_size": COUNT,
+    "tensorboard_log": ANY,
+    "policy_kwargs": dict,
+}
+
 CONTROL = DomainSpec(
-    hparams={
-        # the domain's own keys
-        "n_envs": COUNT,
-        "env_kwargs": dict,
-        "policy": str,
-        "adaptive_window": COUNT,
-        # stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
-        "learning_rate": POSITIVE,
-        "n_steps": COUNT,
-        "batch_size": COUNT,
-        "n_epochs": COUNT,
-        "gamma": UNIT,
-        "gae_lambda": UNIT,
-        "clip_range": POSITIVE,
-        "clip_range_vf": ANY,
-        "normalize_advantage": bool,
-        "ent_coef": NON_NEGATIVE,
-        "vf_coef": NON_NEGATIVE,
-        "max_grad_norm": POSITIVE,
-        "use_sde": bool,
-        "sde_sample_freq": Interval("int", -1, None, "left"),
-        "target_kl": ANY,
-        "stats_window_size": COUNT,
-        "tensorboard_log": ANY,
-        "policy_kwargs": dict,
-    },
+    hparams=_control_hparams,
     task=_control_task,
     noise=_control_noise,
     noise_values=_control_noise_values,
@@ -186,7 +193,9 @@ def _code_task(task_id: str) -> str | None:
     return None
 
 
-CODE = DomainSpec(hparams={}, task=_code_task, noise=lambda: {"none": (), "learned": ("path",)})
+CODE = DomainSpec(
+    hparams=_code_hparams, task=_code_task, noise=lambda: {"none": (), "learned": ("path",)}
+)
 
 SPECS: dict[str, DomainSpec] = {"bandit": BANDIT, "control": CONTROL, "code": CODE}
 
@@ -212,7 +221,7 @@ def check_hparams(domain: str, hparams: dict[str, Any], path: str, error: Error)
     spec = SPECS.get(domain)
     if spec is None:
         return
-    known = _code_hparams() if domain == "code" else spec.hparams
+    known = spec.hparams() if callable(spec.hparams) else spec.hparams
     if not known:
         return
     for key, value in hparams.items():
