@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from rewardfilter.experiments.config import ConfigError, parse_config
-from rewardfilter.experiments.domains import control
-from rewardfilter.experiments.domains.checks import CONTROL, PPO_HPARAMS
+from rewardfilter.experiments.domains.checks import CONTROL
 
 TINY = Path(__file__).resolve().parents[1] / "experiments" / "tiny.yaml"
 
@@ -102,6 +101,10 @@ def test_bad_values_are_refused_with_their_key_path(raw, expected):
         ),
         (_control(hparams={"seed": 3}), "hparams.seed: is set by the control domain itself"),
         (
+            _control(hparams={"rank_by": "truth"}),
+            "hparams.rank_by: must be one of 'observed', 'true'; got 'truth'.",
+        ),
+        (
             _control(tasks=["rewardfilter/Pendulm-v1"]),
             "tasks[0].id: no Gymnasium task 'rewardfilter/Pendulm-v1' is registered; did you mean 'rewardfilter/Pendulum-v1'?",
         ),
@@ -134,6 +137,9 @@ def test_valid_configs_still_pass():
 def test_control_hyperparameters_are_those_of_sb3_ppo():
     sb3 = pytest.importorskip("stable_baselines3")
     params = set(inspect.signature(sb3.PPO.__init__).parameters) - {"self", "_init_setup_model"}
-    own = set(getattr(control, "OWN_KEYS", None) or control._OWN_KEYS)
-    assert set(PPO_HPARAMS) | set(CONTROL.set_by_domain) | {"policy"} == params
-    assert set(CONTROL.hparams()) == set(PPO_HPARAMS) | own
+    from rewardfilter.experiments.domains.control import _OWN_KEYS
+
+    own = set(_OWN_KEYS)  # the control domain's own keys, besides PPO's
+    assert set(CONTROL.hparams) | set(CONTROL.set_by_domain) == (params | own) - {"policy"} | {
+        "policy"
+    }

@@ -120,39 +120,36 @@ def _control_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
     return None
 
 
-def _control_hparams() -> dict[str, Any]:
-    """PPO's constructor arguments plus the keys the control domain consumes itself."""
-    from rewardfilter.experiments.domains import control
-
-    own = getattr(control, "OWN_KEYS", None) or getattr(control, "_OWN_KEYS", ())
-    typed = {"n_envs": COUNT, "env_kwargs": dict, "policy": str, "adaptive_window": COUNT}
-    return {**PPO_HPARAMS, **{k: typed.get(k, ANY) for k in own}}
-
-
-#: stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
-PPO_HPARAMS: dict[str, Any] = {
-    "learning_rate": POSITIVE,
-    "n_steps": COUNT,
-    "batch_size": COUNT,
-    "n_epochs": COUNT,
-    "gamma": UNIT,
-    "gae_lambda": UNIT,
-    "clip_range": POSITIVE,
-    "clip_range_vf": ANY,
-    "normalize_advantage": bool,
-    "ent_coef": NON_NEGATIVE,
-    "vf_coef": NON_NEGATIVE,
-    "max_grad_norm": POSITIVE,
-    "use_sde": bool,
-    "sde_sample_freq": Interval("int", -1, None, "left"),
-    "target_kl": ANY,
-    "stats_window_size": COUNT,
-    "tensorboard_log": ANY,
-    "policy_kwargs": dict,
-}
-
 CONTROL = DomainSpec(
-    hparams=_control_hparams,
+    hparams={
+        # the domain's own keys
+        "n_envs": COUNT,
+        "env_kwargs": dict,
+        "policy": str,
+        "adaptive_window": COUNT,
+        "rank_by": ("observed", "true"),
+        "lr_schedule": ("constant", "linear"),
+        "checkpoints": list,  # fractions of the budget in (0, 1] (checked by domains/control.py)
+        # stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
+        "learning_rate": POSITIVE,
+        "n_steps": COUNT,
+        "batch_size": COUNT,
+        "n_epochs": COUNT,
+        "gamma": UNIT,
+        "gae_lambda": UNIT,
+        "clip_range": POSITIVE,
+        "clip_range_vf": ANY,
+        "normalize_advantage": bool,
+        "ent_coef": NON_NEGATIVE,
+        "vf_coef": NON_NEGATIVE,
+        "max_grad_norm": POSITIVE,
+        "use_sde": bool,
+        "sde_sample_freq": Interval("int", -1, None, "left"),
+        "target_kl": ANY,
+        "stats_window_size": COUNT,
+        "tensorboard_log": ANY,
+        "policy_kwargs": dict,
+    },
     task=_control_task,
     noise=_control_noise,
     noise_values=_control_noise_values,
@@ -209,6 +206,9 @@ def _check_value(value: Any, rule: Any, path: str, error: Error) -> None:
     if isinstance(rule, Interval):
         if value not in rule:
             error(path, f"must be {rule}; got {value!r}.")
+    elif isinstance(rule, tuple):  # one of these strings
+        if value not in rule:
+            error(path, f"must be one of {', '.join(map(repr, rule))}; got {value!r}.")
     elif rule is bool:
         if not isinstance(value, bool):
             error(path, f"must be true or false; got {value!r}.")
