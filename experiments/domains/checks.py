@@ -37,7 +37,8 @@ ANY = None  # any plain value
 class DomainSpec:
     """What a domain accepts; see the module docstring."""
 
-    hparams: dict[str, Any]
+    #: name -> rule, or a function returning them (read from the domain; {} when unknown)
+    hparams: dict[str, Any] | Callable[[], dict[str, Any]]
     task: Callable[[str], str | None] = lambda task_id: None  # -> a reason, or None if fine
     #: noise model -> accepted kwargs (None: not checked here); empty dict: any model passes
     noise: Callable[[], dict[str, tuple[str, ...] | None]] = dict
@@ -189,7 +190,9 @@ def _code_task(task_id: str) -> str | None:
     return None
 
 
-CODE = DomainSpec(hparams={}, task=_code_task, noise=lambda: {"none": (), "learned": ("path",)})
+CODE = DomainSpec(
+    hparams=_code_hparams, task=_code_task, noise=lambda: {"none": (), "learned": ("path",)}
+)
 
 SPECS: dict[str, DomainSpec] = {"bandit": BANDIT, "control": CONTROL, "code": CODE}
 
@@ -218,7 +221,7 @@ def check_hparams(domain: str, hparams: dict[str, Any], path: str, error: Error)
     spec = SPECS.get(domain)
     if spec is None:
         return
-    known = _code_hparams() if domain == "code" else spec.hparams
+    known = spec.hparams() if callable(spec.hparams) else spec.hparams
     if not known:
         return
     for key, value in hparams.items():
