@@ -143,3 +143,14 @@ def test_control_hyperparameters_are_those_of_sb3_ppo():
     assert set(CONTROL.hparams) | set(CONTROL.set_by_domain) == (params | own) - {"policy"} | {
         "policy"
     }
+
+
+def test_bandit_noise_takes_the_envs_parameter_names_and_checks_their_values():
+    """The bandit's heteroscedastic noise is the core's: the envs' names pass, bad values name the key."""
+    het = {"name": "h", "model": "heteroscedastic"}
+    parse_config(_raw(noise=[{**het, "kwargs": {"std": 0.5, "min_std": 0.05, "reliable": "high"}}]))
+    parse_config(_raw(noise=[{**het, "kwargs": {"std_low": 0.5}}]))  # the earlier name
+    errors = _errors(_raw(noise=[{**het, "kwargs": {"std": -1.0}}]))
+    assert any(e.startswith("noise[0].kwargs: ") and "'std'" in e for e in errors), errors
+    errors = _errors(_raw(noise=[{**het, "kwargs": {"std_low": 0.5, "std": 0.5}}]))
+    assert any("two names" in e for e in errors), errors

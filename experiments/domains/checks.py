@@ -70,12 +70,23 @@ BANDIT = DomainSpec(
         "sleep": NON_NEGATIVE,
     },
     task=_bandit_task,
-    noise=lambda: {
-        "none": (),
-        "gaussian": ("std",),
-        "heteroscedastic": ("std_low", "std_high", "threshold"),
-    },
+    noise=lambda: dict(_bandit().NOISE_KWARGS),
+    noise_values=lambda model, kwargs: _bandit_noise_values(model, kwargs),
 )
+
+
+def _bandit():
+    from rewardfilter.experiments.domains import bandit
+
+    return bandit
+
+
+def _bandit_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
+    try:
+        _bandit().noise_model(model, kwargs)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 # --------------------------------------------------------------------------- control (SB3 PPO)
@@ -109,7 +120,7 @@ def _control_noise() -> dict[str, tuple[str, ...] | None]:
 
 def _control_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
     try:
-        from rewardfilter.envs.noise import config_from_kwargs
+        from rewardfilter.noise import config_from_kwargs
         from rewardfilter.envs.wrappers import NOISE_MODELS
     except ImportError:
         return None
