@@ -120,8 +120,8 @@ def _control_noise() -> dict[str, tuple[str, ...] | None]:
 
 def _control_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
     try:
-        from rewardfilter.noise import config_from_kwargs
         from rewardfilter.envs.wrappers import NOISE_MODELS
+        from rewardfilter.noise import config_from_kwargs
     except ImportError:
         return None
     try:
