@@ -16,6 +16,10 @@ fitted on random-policy data, cached on disk). Every step's info carries
 ``true_reward``; ``learned`` adds ``reward_ensemble``.
 """
 
+from rewardfilter.extras import check_modules
+
+check_modules(("gymnasium",), "sb3", "rewardfilter.envs")
+
 from rewardfilter.envs.learned import (
     CACHE_ENV_VAR,
     LearnedRewardConfig,

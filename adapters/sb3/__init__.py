@@ -16,6 +16,10 @@ Baselines with the same buffer: the oracle (``noise="none"``), PPO-S
 ``random:2`` (as many samples as BR/BW, chosen blindly) and every core filter.
 """
 
+from rewardfilter.extras import check_modules
+
+check_modules(("gymnasium", "torch", "stable_baselines3"), "sb3", "rewardfilter.adapters.sb3")
+
 from rewardfilter.adapters.sb3.buffers import (
     STAT_KEYS,
     FilteredDictRolloutBuffer,
