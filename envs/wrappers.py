@@ -13,27 +13,13 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from rewardfilter._validation import param_error
 from rewardfilter.envs.learned import LearnedRewardConfig, LearnedRewardModel
-from rewardfilter.envs.noise import (
-    ConfusionNoise,
-    ConfusionNoiseConfig,
-    GaussianNoise,
-    GaussianNoiseConfig,
-    HeteroscedasticNoise,
-    HeteroscedasticNoiseConfig,
-    NoiseModel,
-    NoNoise,
-    NoNoiseConfig,
-    config_from_kwargs,
-)
+from rewardfilter.noise import NUMPY_NOISE_MODELS, NoiseModel, config_from_kwargs
+from rewardfilter.validation import check_bool, param_error
 
 #: name -> (model class, config dataclass)
 NOISE_MODELS: dict[str, tuple[type[NoiseModel], type]] = {
-    "none": (NoNoise, NoNoiseConfig),
-    "gaussian": (GaussianNoise, GaussianNoiseConfig),
-    "heteroscedastic": (HeteroscedasticNoise, HeteroscedasticNoiseConfig),
-    "confusion": (ConfusionNoise, ConfusionNoiseConfig),
+    **NUMPY_NOISE_MODELS,
     "learned": (LearnedRewardModel, LearnedRewardConfig),
 }
 
@@ -135,8 +121,7 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return_range=return_range,
         )
         gym.Wrapper.__init__(self, env)
-        if not isinstance(episode_level, bool):
-            raise param_error("episode_level", "NoisyReward", "a bool", episode_level)
+        check_bool(episode_level, "episode_level", "NoisyReward")
         self.reward_bounds = _check_range(reward_range, "reward_range")
         self.return_bounds = _check_range(
             return_range if return_range is not None else reward_range, "return_range"

@@ -6,7 +6,11 @@ The core is domain-agnostic and needs numpy and scikit-learn only:
   of each group (prompt, reset seed) to train on;
 * reliability estimators (:func:`r2`, :func:`filtered_r2`,
   :func:`rank_filters`, :func:`ensemble_std`, :func:`reliability_curve`, ...)
-  say how far the reward can be trusted, and where.
+  say how far the reward can be trusted, and where;
+* :func:`filter_stats` gives the one statistics record (:class:`FilterStats`)
+  every trainer logs;
+* ``rewardfilter.noise`` holds the numpy noise models and
+  ``rewardfilter.validation`` the parameter checks every layer uses.
 
 Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters``
 (SB3, code generation) and ``rewardfilter.experiments``; none of it is imported here.
@@ -14,20 +18,21 @@ Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters`
 
 from rewardfilter.filters import (
     ACCEPTED_SPECS,
-    AdaptiveFilter,
     BestOfN,
     BestRandom,
     BestWorst,
+    Compose,
     Filter,
     NoFilter,
-    NotFittedError,
     RandomK,
     RankWeights,
     Threshold,
     TopK,
     Uncertainty,
     make_filter,
+    register_spec,
 )
+from rewardfilter.group_filters import StdTop, ZeroStd
 from rewardfilter.reliability import (
     ReliabilityCurve,
     auc,
@@ -37,9 +42,26 @@ from rewardfilter.reliability import (
     reliability_curve,
     spearman,
 )
-from rewardfilter.selection import FilterScore, filtered_r2, rank_filters
+from rewardfilter.selection import (
+    AdaptiveFilter,
+    FewKeptSamplesWarning,
+    FilterR2,
+    FilterScore,
+    filtered_r2,
+    rank_filters,
+)
+from rewardfilter.stats import FilterStats, filter_stats
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":  # scikit-learn's class, imported on first use (keeps import light)
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCEPTED_SPECS",
@@ -47,23 +69,31 @@ __all__ = [
     "BestOfN",
     "BestRandom",
     "BestWorst",
+    "Compose",
+    "FewKeptSamplesWarning",
     "Filter",
+    "FilterR2",
     "FilterScore",
+    "FilterStats",
     "NoFilter",
     "NotFittedError",
     "RandomK",
     "RankWeights",
     "ReliabilityCurve",
+    "StdTop",
     "Threshold",
     "TopK",
     "Uncertainty",
+    "ZeroStd",
     "auc",
     "ensemble_std",
+    "filter_stats",
     "filtered_r2",
     "make_filter",
     "mse",
     "r2",
     "rank_filters",
+    "register_spec",
     "reliability_curve",
     "spearman",
     "__version__",

@@ -121,6 +121,7 @@ def make_trainer(tokenizer, *, seed=0, reward=reward_fn, tasks=TASKS, **override
         seed=seed,
         device="cpu",
         progress=False,
+        realisation="drop",
     )
     kw.update(overrides)
     return PFPPOTrainer(
@@ -523,13 +524,15 @@ def space_reward(prompts, completions):
     return np.array([sum(ch == " " for ch in c) / max(len(c), 1) for c in completions])
 
 
-@pytest.mark.parametrize("spec", ["none", "br"])
-def test_ppo_climbs_an_easy_reward(tokenizer, spec):
+@pytest.mark.parametrize("spec, realisation", [("none", "drop"), ("br", "resample")])
+def test_ppo_climbs_an_easy_reward(tokenizer, spec, realisation):
     """End to end: a sign or indexing error anywhere in the update makes this flat."""
     trainer = make_trainer(
         tokenizer,
         reward=space_reward,
         filter=spec,
+        realisation=realisation,
+        lr_schedule="constant",
         samples_per_prompt=4,
         prompts_per_iteration=4,
         ppo_epochs=4,

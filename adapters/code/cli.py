@@ -36,10 +36,10 @@ __all__ = ["add_subcommands", "add_dataclass_arguments", "dataclass_from_args"]
 _SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "build-tiny": [("tiny", "rewardfilter.adapters.code.tiny", "TinyConfig")],
     "train-rm": [
-        ("reward_data", "rewardfilter.adapters.code.reward_model", "RewardDataConfig"),
-        ("reward_model", "rewardfilter.adapters.code.reward_model", "RewardModelConfig"),
+        ("reward_data", "rewardfilter.adapters.code.config", "RewardDataConfig"),
+        ("reward_model", "rewardfilter.adapters.code.config", "RewardModelConfig"),
     ],
-    "train": [("ppo", "rewardfilter.adapters.code.trainer", "PFPPOConfig")],
+    "train": [("ppo", "rewardfilter.adapters.code.config", "PFPPOConfig")],
 }
 
 
@@ -292,7 +292,7 @@ def run_train_rm(args: argparse.Namespace) -> int:
         from .models import check_causal_lm_path
 
         check_causal_lm_path(args.policy, what="policy")
-        from .reward_model import build_reward_model
+        from .reward import build_reward_model
 
         ens = build_reward_model(args.policy, args.out, cfgs["reward_data"], cfgs["reward_model"])
     except (ValueError, FileNotFoundError) as exc:
@@ -323,14 +323,14 @@ def run_train(args: argparse.Namespace) -> int:
         if args.reward == "true":
             reward: Any = "true"
         else:
-            from .reward_model import RewardEnsemble
+            from .reward import RewardEnsemble
 
             if not Path(args.reward).exists():
                 raise FileNotFoundError(
                     f"The reward model path {args.reward!r} does not exist; train one with `rewardfilter code train-rm`."
                 )
             reward = RewardEnsemble.from_pretrained(args.reward, device=ppo.device)
-        from .trainer import PFPPOTrainer
+        from .ppo.trainer import PFPPOTrainer
 
         lora = {"r": args.lora_r} if args.lora_r else None
         trainer = PFPPOTrainer.from_pretrained(args.policy, tasks, reward, ppo, lora=lora)

@@ -23,11 +23,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from .device import select_device, select_dtype
+
 __all__ = [
     "ScalarHeadModel",
     "ValueModel",
     "apply_lora",
     "check_causal_lm_path",
+    "disable_dropout",
+    "is_lora",
     "frozen_reference",
     "load_policy",
     "load_tokenizer",
@@ -37,65 +41,6 @@ __all__ = [
 
 HEAD_WEIGHTS = "scalar_head.pt"
 HEAD_CONFIG = "scalar_head.json"
-
-
-# ----------------------------------------------------------------------------
-# device and dtype
-# ----------------------------------------------------------------------------
-
-
-def select_device(device: str | torch.device | None = "auto") -> torch.device:
-    """Resolve ``"auto"`` to CUDA when available, else CPU.
-
-    Parameters
-    ----------
-    device : str, torch.device or None
-        ``"auto"`` / None, or anything ``torch.device`` accepts (``"cpu"``,
-        ``"cuda:1"``, ...). An explicit CUDA request on a machine without one
-        raises here rather than at the first tensor move.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"The 'device' parameter must name an available device; got {str(device)!r} "
-            "but torch.cuda.is_available() is False."
-        )
-    return dev
-
-
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
-def select_dtype(
-    dtype: str | torch.dtype | None = "auto", device: torch.device | str = "cpu"
-) -> torch.dtype:
-    """Resolve ``"auto"`` to bfloat16 on a GPU that supports it, else float32.
-
-    bfloat16 halves memory and is what the PF-PPO authors trained in; on a
-    CPU it is slower than float32 for small models, so ``"auto"`` keeps
-    float32 there.
-    """
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is None or dtype == "auto":
-        dev = torch.device(device)
-        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if dtype not in _DTYPES:
-        raise ValueError(
-            f"The 'dtype' parameter must be 'auto' or one of {sorted(_DTYPES)}; got {dtype!r}."
-        )
-    return _DTYPES[dtype]
 
 
 # ----------------------------------------------------------------------------
@@ -148,6 +93,10 @@ def check_causal_lm_path(path: str | os.PathLike, *, what: str = "model") -> Pat
             f"The {what} path {str(p)!r} does not exist; pass a directory written by "
             "save_pretrained (for example one built with `rewardfilter code build-tiny OUT`)."
         )
+    base = lora_base_path(p)
+    if base is not None:  # a LoRA adapter: its recorded base must be a causal LM
+        check_causal_lm_path(base, what=f"base model of the {what} adapter at {str(p)!r}")
+        return p
     if not p.is_dir() or not (p / "config.json").is_file():
         raise FileNotFoundError(
             f"The {what} path {str(p)!r} is not a Hugging Face model directory "
@@ -169,6 +118,55 @@ def check_causal_lm_path(path: str | os.PathLike, *, what: str = "model") -> Pat
             "AutoModelForCausalLM must be able to load it."
         )
     return p
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def lora_base_path(path: str | os.PathLike) -> Path | None:
+    """The base model recorded by a peft adapter directory (None if ``path`` is no adapter).
+
+    A LoRA checkpoint of :class:`~rewardfilter.adapters.code.ppo.PFPPOTrainer`
+    is such a directory: the adapter weights and ``base_model_name_or_path``.
+    """
+    p = Path(path)
+    if not (p / ADAPTER_CONFIG).is_file() or (p / "config.json").is_file():
+        return None
+    meta = json.loads((p / ADAPTER_CONFIG).read_text())
+    base = meta.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(
+            f"The adapter at {str(p)!r} records no base_model_name_or_path; it cannot be loaded."
+        )
+    return Path(base)
+
+
+def is_lora(model: nn.Module) -> bool:
+    """True for a peft model (LoRA adapters on a frozen base)."""
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def disable_dropout(model: nn.Module) -> nn.Module:
+    """Set every dropout probability of ``model`` to 0, in place (as TRL and OpenRLHF do for PPO).
+
+    PPO's ratio compares the update's forward pass with the one that computed
+    the old log-probs; with dropout active the two differ even on-policy.
+    Covers ``nn.Dropout`` modules and the float dropout attributes attention
+    modules read at run time (``attention_dropout`` in Llama), and the config.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
+    config = getattr(model, "config", None)
+    if config is not None:
+        for name in list(vars(config)):
+            value = getattr(config, name)
+            if ("dropout" in name or "pdrop" in name) and isinstance(value, float):
+                setattr(config, name, 0.0)
+    return model
 
 
 def load_tokenizer(path: str | os.PathLike, *, padding_side: str = "left"):
@@ -207,6 +205,7 @@ def apply_lora(
     alpha: int = 16,
     dropout: float = 0.0,
     target_modules: Any = "all-linear",
+    task_type: str = "CAUSAL_LM",
 ):
     """Wrap ``model`` with LoRA adapters (peft), so only the adapters train.
 
@@ -223,7 +222,7 @@ def apply_lora(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     return get_peft_model(model, cfg)
 
@@ -259,13 +258,23 @@ def load_policy(
     """
     from transformers import AutoModelForCausalLM
 
-    p = check_causal_lm_path(path, what="policy")
+    p = check_causal_lm_path(path, what="policy").resolve()
     dev = select_device(device)
     dt = select_dtype(dtype, dev)
     tok = load_tokenizer(p) if with_tokenizer else None
-    model = AutoModelForCausalLM.from_pretrained(p, dtype=dt).to(dev)
-    if lora is not None:
-        model = apply_lora(model, **lora)
+    base = lora_base_path(p)
+    if base is not None:  # a LoRA checkpoint: the base with the adapter
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dt).to(dev)
+        model = PeftModel.from_pretrained(model, p, is_trainable=lora is not None)
+        if lora is None:  # for sampling and evaluation, a plain model is simpler and faster
+            model = model.merge_and_unload()
+    else:
+        # the absolute path is what a LoRA adapter records as its base
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=dt).to(dev)
+        if lora is not None:
+            model = apply_lora(model, **lora)
     if tok is not None and getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return (model, tok) if with_tokenizer else model
@@ -387,6 +396,13 @@ class ScalarHeadModel(nn.Module):
         meta = {"class": type(self).__name__, "kind": self.kind, **(extra or {})}
         (p / HEAD_CONFIG).write_text(json.dumps(meta, indent=2))
         return p
+
+    @classmethod
+    def from_scalar_head(cls, other: ScalarHeadModel) -> ScalarHeadModel:
+        """A copy of another scalar-head model's backbone and head (the critic from the reward model)."""
+        model = cls(copy.deepcopy(other.backbone))
+        model.head.load_state_dict(other.head.state_dict())
+        return model.to(other.device)
 
     @classmethod
     def from_pretrained(

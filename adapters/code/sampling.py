@@ -9,9 +9,16 @@ argument the core's filters expect.
 
 Masks follow the convention of :mod:`rewardfilter.adapters.code.ppo`: the
 prompt is kept apart (left-padded ``prompt_ids``), and ``response_mask`` is 1
-on every generated token up to *and including* the first EOS token, 0 on the
-padding after it. A completion that hit ``max_new_tokens`` without an EOS is
-kept whole (mask 1 everywhere) and flagged in ``truncated``.
+on exactly the generated tokens the scored completion comes from: up to *and
+including* the first EOS token, or, when a stop sequence cuts the decoded
+text (the HumanEval post-processing), up to the token that completes the text
+before the stop sequence. The sandbox and the reward model score that text,
+so PPO trains on those tokens and credits the reward at the last of them. A
+completion that hit ``max_new_tokens`` without an EOS is kept whole and
+flagged in ``truncated``.
+
+Prompts get the tokenizer's BOS token when the tokenizer adds one by default
+(Llama, DeepSeek-Coder checkpoints: :func:`expects_bos`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Samples", "generate", "truncate_at_stop", "DEFAULT_STOP"]
+__all__ = [
+    "DEFAULT_STOP",
+    "Samples",
+    "encode_prompts",
+    "expects_bos",
+    "generate",
+    "scored_token_count",
+    "truncate_at_stop",
+]
 
 #: Stop sequences of the HumanEval harness: text after them is not part of the
 #: function body (a new top-level statement begins).
@@ -46,6 +61,40 @@ def truncate_at_stop(text: str, stop: Sequence[str] = DEFAULT_STOP) -> str:
     return text[:cut]
 
 
+def expects_bos(tokenizer) -> bool:
+    """True when the tokenizer puts its BOS token first by default (the model was trained so)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return len(ids) > 0 and ids[0] == bos
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt, with BOS first when :func:`expects_bos` (never an EOS)."""
+    bos = [tokenizer.bos_token_id] if expects_bos(tokenizer) else []
+    return [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def scored_token_count(tokenizer, ids: Sequence[int], text: str, cut: str) -> int:
+    """How many of ``ids`` (decoding to ``text``) the scored text ``cut`` comes from.
+
+    All of them when nothing was cut; otherwise the shortest prefix whose
+    decoded text covers ``cut`` (at least one token).
+    """
+    ids = list(ids)
+    if len(cut) >= len(text):
+        return len(ids)
+    lo, hi = 1, len(ids)
+    while lo < hi:  # decoded length grows with the prefix: binary search
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) >= len(cut):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 @dataclass
 class Samples:
     """N sampled completions per prompt, as text and as tensors.
@@ -63,7 +112,9 @@ class Samples:
     response_ids : torch.LongTensor, shape (B, R)
         Generated tokens, right-padded with the pad token.
     response_mask : torch.LongTensor, shape (B, R)
-        1 on generated tokens up to and including the first EOS.
+        1 on the generated tokens the scored completion comes from: up to and
+        including the first EOS, or up to the token that completes the text a
+        stop sequence cut.
     truncated : np.ndarray of bool, shape (B,)
         True where the sample hit ``max_new_tokens`` without an EOS.
     """
@@ -201,9 +252,9 @@ def generate(
     try:
         for start in starts:
             batch = prompts[start : start + batch_size]
-            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
-                device
-            )
+            enc = tokenizer.pad(
+                {"input_ids": encode_prompts(tokenizer, batch)}, return_tensors="pt"
+            ).to(device)
             kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id)
             if greedy:
                 kwargs.update(do_sample=False)
@@ -245,15 +296,20 @@ def generate(
     response_ids = torch.where(
         response_mask.bool(), response_ids, torch.full_like(response_ids, pad_id)
     )
-    texts = tokenizer.batch_decode(
-        [row[m.bool()].tolist() for row, m in zip(response_ids, response_mask, strict=True)],
-        skip_special_tokens=True,
+    rows = [row[m.bool()].tolist() for row, m in zip(response_ids, response_mask, strict=True)]
+    texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+    completions = [truncate_at_stop(t, stop) for t in texts]
+    for r, (ids, text, cut) in enumerate(zip(rows, texts, completions, strict=True)):
+        if len(cut) < len(text):  # a stop sequence cut the text: train on the scored tokens only
+            response_mask[r, scored_token_count(tokenizer, ids, text, cut) :] = 0
+    response_ids = torch.where(
+        response_mask.bool(), response_ids, torch.full_like(response_ids, pad_id)
     )
     reps = 1 if greedy else n
     return Samples(
         prompts=prompts,
         group=np.repeat(np.arange(len(prompts)), reps),
-        completions=[truncate_at_stop(t, stop) for t in texts],
+        completions=completions,
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
         response_ids=response_ids,

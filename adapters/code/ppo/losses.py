@@ -12,13 +12,22 @@ or optimizer in sight, so that each piece can be checked by hand (see
   one, so the value of a padded position can never change a result.
 * ``weights`` (optional) is a ``(B,)`` tensor of per-sample loss weights, the
   "reweight" form of a rank filter; ``None`` means every sample weighs 1.
+* ``aggregation`` is ``"token_mean"`` (every token of the minibatch counts
+  once: TRL) or ``"seq_mean"`` (each response's token mean, then the mean over
+  responses: the PF-PPO authors' OpenRLHF). ``normaliser`` (optional)
+  replaces the denominator of that mean: the data-parallel trainer passes the
+  token (or response) count of the *global* minibatch, so that the losses of
+  several processes add up to the loss of one process holding all the data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 __all__ = [
+    "aggregate",
     "approx_kl",
     "gae",
     "kl_penalised_rewards",
@@ -48,16 +57,59 @@ def masked_mean(
     return (x * m).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def aggregate(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    aggregation: str = "token_mean",
+    normaliser: torch.Tensor | float | None = None,
+) -> torch.Tensor:
+    """Reduce per-token values to one number: token mean or per-sequence mean then batch mean.
+
+    With ``normaliser`` None the denominator is this batch's (weighted) token
+    count (``token_mean``) or count of non-empty responses (``seq_mean``);
+    otherwise it is ``normaliser``. An empty selection gives 0, never NaN.
+    """
+    if aggregation == "token_mean":
+        m = mask.to(x.dtype)
+        if weights is not None:
+            m = m * weights.to(x.dtype).unsqueeze(-1)
+        num, den = (x * m).sum(), m.sum()
+    elif aggregation == "seq_mean":
+        m = mask.to(x.dtype)
+        count = m.sum(-1)
+        per_seq = (x * m).sum(-1) / count.clamp_min(1.0)
+        w = (count > 0).to(x.dtype)
+        if weights is not None:
+            w = w * weights.to(x.dtype)
+        num, den = (per_seq * w).sum(), w.sum()
+    else:
+        raise ValueError(
+            f"The 'aggregation' parameter of aggregate must be 'token_mean' or 'seq_mean'; got {aggregation!r}."
+        )
+    if normaliser is not None:
+        den = torch.as_tensor(normaliser, dtype=x.dtype, device=x.device)
+    return num / torch.where(den > 0, den, torch.ones_like(den))
+
+
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Standardise ``x`` with the mean and (unbiased) std of its masked-in entries.
 
     Whitened advantages keep the policy step size independent of the reward
     scale. Masked-out entries are returned as 0 so they cannot leak anywhere.
+    ``all_reduce`` (a sum over processes) makes the statistics global: each
+    process passes its own tokens and all get the mean and std of all tokens.
     """
     m = mask.to(x.dtype)
-    n = m.sum()
-    mean = (x * m).sum() / n.clamp_min(1.0)
-    var = (((x - mean) * m) ** 2).sum() / (n - 1).clamp_min(1.0)
+    reduce = all_reduce or (lambda t: t)
+    n, total = reduce(torch.stack([m.sum(), (x * m).sum()]))
+    mean = total / n.clamp_min(1.0)
+    var = reduce((((x - mean) * m) ** 2).sum()) / (n - 1).clamp_min(1.0)
     out = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         out = out + mean
@@ -146,6 +198,8 @@ def policy_loss(
     mask: torch.Tensor,
     clip: float,
     weights: torch.Tensor | None = None,
+    aggregation: str = "token_mean",
+    normaliser: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO's clipped surrogate, to be minimised: ``-min(r A, clip(r, 1-e, 1+e) A)``.
 
@@ -158,7 +212,7 @@ def policy_loss(
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask, weights)
+    loss = aggregate(torch.maximum(unclipped, clipped), mask, weights, aggregation, normaliser)
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean((clipped > unclipped).to(logprobs.dtype), mask, weights),
@@ -174,6 +228,8 @@ def value_loss(
     mask: torch.Tensor,
     clip: float,
     weights: torch.Tensor | None = None,
+    aggregation: str = "token_mean",
+    normaliser: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped value loss: ``0.5 * max((V - R)^2, (clip(V, V_old +- c) - R)^2)``.
 
@@ -184,7 +240,9 @@ def value_loss(
     clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
     unclipped = (values - returns) ** 2
     clipped = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped, clipped), mask, weights)
+    loss = 0.5 * aggregate(
+        torch.maximum(unclipped, clipped), mask, weights, aggregation, normaliser
+    )
     with torch.no_grad():
         stats = {"vf_clipfrac": masked_mean((clipped > unclipped).to(values.dtype), mask, weights)}
     return loss, stats

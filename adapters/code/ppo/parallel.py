@@ -1,0 +1,88 @@
+"""Data parallelism with Hugging Face Accelerate: the few collective operations PF-PPO needs.
+
+``rewardfilter code train`` runs the same code on one process and under
+``accelerate launch`` (DDP). Each process samples its own prompts, with all N
+responses of a prompt on the same process (so filtering stays local); what
+must be global is global: advantage whitening and the loss normaliser are
+sums over all processes (:meth:`Parallel.sum`), gradients are averaged by DDP,
+and the statistics that are logged are gathered (:meth:`Parallel.gather`).
+On one process every operation is the identity and no model is wrapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import torch
+
+__all__ = ["Parallel"]
+
+
+class Parallel:
+    """An :class:`accelerate.Accelerator` and the collectives of the trainer.
+
+    Parameters
+    ----------
+    device : str
+        The config's device: ``"cpu"`` forces the CPU (also under ``accelerate
+        launch --cpu``); ``"cuda:K"`` selects a GPU of a single-process run;
+        ``"auto"`` and ``"cuda"`` leave the choice to Accelerate (the
+        launcher's local rank under ``accelerate launch``).
+    """
+
+    def __init__(self, device: str = "auto") -> None:
+        from accelerate import Accelerator
+
+        kwargs: dict[str, Any] = {}
+        if device == "cpu":
+            kwargs["cpu"] = True
+        elif device.startswith("cuda:") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            torch.cuda.set_device(torch.device(device))
+        self.accelerator = Accelerator(**kwargs)
+        self.device = self.accelerator.device
+        self.world_size = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        self.is_main = self.accelerator.is_main_process
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to train through: a DDP wrapper on several processes, ``model`` itself on one."""
+        if self.world_size == 1:
+            return model
+        return self.accelerator.prepare_model(model)
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum of ``value`` over all processes (``value`` itself on one)."""
+        if self.world_size == 1:
+            return value
+        return self.accelerator.reduce(value.clone(), reduction="sum")
+
+    def max_int(self, value: int) -> int:
+        """Largest ``value`` over all processes."""
+        if self.world_size == 1:
+            return int(value)
+        t = torch.tensor([int(value)], device=self.device)
+        return int(self.accelerator.reduce(t, reduction="max").item())
+
+    def gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every process, in process order (picklable objects)."""
+        if self.world_size == 1:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+    def no_sync(self, *models: torch.nn.Module) -> contextlib.AbstractContextManager:
+        """Accumulate gradients locally (no all-reduce) for the given DDP-wrapped models."""
+        stack = contextlib.ExitStack()
+        if self.world_size > 1:
+            for m in models:
+                if hasattr(m, "no_sync"):
+                    stack.enter_context(m.no_sync())
+        return stack
+
+    def wait(self) -> None:
+        """Barrier: every process reaches this point before any goes on."""
+        if self.world_size > 1:
+            self.accelerator.wait_for_everyone()

@@ -1,0 +1,105 @@
+"""Reward normalisation and the statistics a PF-PPO run logs, pooled over a window of iterations.
+
+One iteration keeps few samples (BR keeps 2 of each prompt's 5): an R² over
+them is noise, and over 2 kept samples of one prompt it is 1 by
+construction. :class:`Window` therefore pools the last ``adaptive_window``
+iterations, both for the logged filtered R² and for fitting ``adaptive``
+(the control domain does the same).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+import rewardfilter as rf
+
+__all__ = ["RewardNormaliser", "Window", "finite_or_none"]
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON-friendly: a finite float, or None for NaN / inf / None."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+class RewardNormaliser:
+    """Rewards -> what PPO credits at the last token: normalised, then clamped at +-clip.
+
+    Modes: ``model`` (the reward model's stored ``reward_stats`` mean/std, as
+    the authors; identity when the reward has none), ``none``, ``batch`` (the
+    trained samples of this iteration, over all processes) and ``running``
+    (Welford over every reward seen, over all processes).
+    """
+
+    def __init__(self, mode: str, clip: float, reward: Any) -> None:
+        self.mode, self.clip = mode, clip
+        stats = getattr(reward, "reward_stats", None)
+        self.model_stats = (float(stats["mean"]), float(stats["std"])) if stats else None
+        self.running = {"count": 0.0, "mean": 0.0, "m2": 0.0}
+
+    def __call__(self, rewards: np.ndarray, trained: np.ndarray, all_rewards: np.ndarray):
+        """``rewards`` (local) normalised; ``trained`` / ``all_rewards`` are global arrays."""
+        out = np.asarray(rewards, dtype=float)
+        if self.mode == "model" and self.model_stats is not None:
+            mean, std = self.model_stats
+            out = (out - mean) / (std + 1e-8)
+        elif self.mode == "batch":
+            out = (out - trained.mean()) / (trained.std() + 1e-8)
+        elif self.mode == "running":
+            r = self.running
+            for x in all_rewards:  # Welford update with every reward of the iteration
+                r["count"] += 1
+                d = x - r["mean"]
+                r["mean"] += d / r["count"]
+                r["m2"] += d * (x - r["mean"])
+            std = math.sqrt(r["m2"] / r["count"]) if r["count"] > 1 else 1.0
+            out = (out - r["mean"]) / (std + 1e-8)
+        if self.clip > 0:
+            out = np.clip(out, -self.clip, self.clip)
+        return out
+
+
+class Window:
+    """The labelled samples of the last ``size`` iterations (all processes), pooled."""
+
+    def __init__(self, size: int) -> None:
+        self.items: deque[dict[str, np.ndarray | None]] = deque(maxlen=size)
+
+    def add(self, **arrays: np.ndarray | None) -> None:
+        self.items.append(arrays)
+
+    def pooled(self, extra: dict[str, np.ndarray | None] | None = None) -> dict[str, Any]:
+        """Concatenated arrays; groups made distinct per iteration (ranking stays within one).
+
+        ``extra`` is the current iteration, not yet added: it joins the last
+        ``size - 1`` iterations.
+        """
+        items = list(self.items)
+        if extra is not None:
+            items = items[len(items) - (self.items.maxlen or 1) + 1 :] + [extra]
+        out: dict[str, Any] = {}
+        offset = 0
+        groups = []
+        for it in items:
+            groups.append(np.asarray(it["groups"]) + offset)
+            offset = int(groups[-1].max()) + 1 if len(groups[-1]) else offset
+        out["groups"] = np.concatenate(groups)
+        for key in ("rewards", "scores", "weights"):
+            if all(it.get(key) is not None for it in items):
+                out[key] = np.concatenate([it[key] for it in items])
+        members = [it.get("members") for it in items]
+        if all(m is not None for m in members) and len({m.shape[0] for m in members}) == 1:
+            out["members"] = np.concatenate(members, axis=1)
+        else:
+            out["members"] = None
+        return out
+
+    def r2(self) -> tuple[float, float]:
+        """(filtered R² on the kept samples, R² on all samples) of the pooled window."""
+        p = self.pooled()
+        w = p["weights"]
+        filtered = rf.r2(p["rewards"], p["scores"], w) if (w > 0).any() else float("nan")
+        return float(filtered), float(rf.r2(p["rewards"], p["scores"]))

@@ -1,0 +1,796 @@
+"""PF-PPO for code generation: PPO with a critic, a KL penalty, and policy filtration.
+
+One iteration of :meth:`PFPPOTrainer.step` reads like the algorithm box of
+PF-PPO (Shen & Zhang et al., arXiv 2409.06957):
+
+1. take a batch of prompts (code tasks);
+2. sample N responses per prompt (temperature, top-p);
+3. score them with the reward model (and its ensemble members), and with the
+   true score (the fraction of unit tests passed, from the sandbox) for logging;
+4. filter each prompt's group with the core (:func:`rewardfilter.make_filter`);
+5. per-token rewards = ``-kl_coef * (log pi - log pi_ref)`` plus the
+   normalised reward at the last scored token; GAE (gamma, lambda);
+6. clipped PPO policy loss and clipped value loss, over epochs and
+   minibatches, realised as ``drop`` or ``resample`` (below);
+7. log (JSONL + progress bar) and checkpoint.
+
+The pure math lives in :mod:`.losses`; rollouts and experience in
+:mod:`.experience`; the Accelerate collectives in :mod:`.parallel`; reward
+normalisation and the pooled statistics in :mod:`.stats`; checkpoints in
+:mod:`.checkpoint`.
+
+How a filter is realised
+------------------------
+``realisation="resample"`` (default, the authors' main path): every response
+goes through the forward passes, advantages are whitened over all of them,
+and each epoch draws as many samples as the rollout holds, with
+replacement, in proportion to the filter's expected weights
+(:func:`.experience.expected_weights`); every filter then takes the same
+number of gradient steps per iteration. ``realisation="drop"`` (the authors'
+``openrlhf_filter``): only the kept responses are forwarded and trained on,
+whitened over them; a non-binary ``rank:`` filter is then realised by
+weighted draws (``reweight="sample"``) or per-sample loss weights
+(``reweight="loss"``).
+
+Precision and parallelism
+-------------------------
+Trained models keep float32 master weights; with ``dtype`` bfloat16/float16
+their forward passes run under ``torch.autocast`` (float16 with a gradient
+scaler). Under ``accelerate launch`` each process samples its own prompts
+(all N responses of a prompt on one process), DDP averages gradients,
+advantage whitening and the loss normaliser are global sums, statistics are
+gathered for the log, and checkpoints are written by the main process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import rewardfilter as rf
+
+from ..config import PFPPOConfig
+from ..device import select_dtype
+from ..models import disable_dropout, is_lora
+from . import checkpoint as _checkpoint
+from . import losses
+from .checkpoint import STATE as _STATE
+from .experience import (
+    Experience,
+    Rollout,
+    expected_weights,
+    prompt_len_of,
+    sandbox_true_score,
+    token_logprobs,
+    token_values,
+)
+from .parallel import Parallel
+from .stats import RewardNormaliser, Window, finite_or_none
+
+__all__ = ["PFPPOTrainer"]
+
+
+class PFPPOTrainer:
+    """PPO with a critic and a KL penalty, trained on the responses a core filter keeps.
+
+    Parameters
+    ----------
+    config : PFPPOConfig
+        Hyper-parameters (validated on construction).
+    policy : transformers causal LM
+        Any model whose forward takes ``input_ids, attention_mask,
+        position_ids`` and returns ``.logits``, with a ``generate`` method; a
+        peft (LoRA) model trains its adapters only. Its dropout is switched
+        off and its weights are kept in float32.
+    tokenizer : transformers tokenizer
+        Used left-padded for prompts; its EOS ends a response. A missing pad
+        token is set to EOS.
+    critic : torch module
+        Maps ``(input_ids, attention_mask, position_ids)`` to one value per
+        token: a ``(B, L)`` tensor, a ``(B, L, 1)`` tensor, or an output with
+        ``.values`` / ``.logits`` of either shape.
+    tasks : sequence of CodeTask
+        Training tasks (each needs ``.prompt``); must be non-empty.
+    reward : reward model, callable, or "true"
+        Either an object with ``score_members(prompts, completions) -> (K, n)``
+        (the reward is the members' mean, the members feed ``uncertainty:``;
+        K = 1 is fine), an object with ``score(prompts, completions) -> (n,)``,
+        a callable ``(prompts, completions) -> (n,)``, or ``"true"`` to train
+        on the true score itself (the oracle). A ``reward_stats`` attribute
+        (``{"mean", "std"}``) is used by ``reward_norm="model"``.
+    reference : causal LM, optional
+        The frozen model of the KL penalty. Default: for a LoRA policy, the
+        policy with its adapter disabled (no copy); otherwise a frozen copy
+        of the policy as it is at construction (before any resume).
+    true_score : callable, optional
+        ``(tasks, completions) -> (n,)`` array of true scores in [0, 1];
+        defaults to :func:`sandbox_true_score`.
+    """
+
+    def __init__(
+        self,
+        config: PFPPOConfig,
+        policy: torch.nn.Module,
+        tokenizer: Any,
+        critic: torch.nn.Module,
+        tasks: Sequence[Any],
+        reward: Any,
+        *,
+        reference: torch.nn.Module | None = None,
+        true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
+    ) -> None:
+        # ---- validate everything before any work --------------------------
+        tasks, self.filter = _check_inputs(config, tasks, reward)
+        if not hasattr(policy, "generate"):
+            raise ValueError(
+                f"policy must be a causal LM with generate(); got {type(policy).__name__}."
+            )
+        if getattr(tokenizer, "eos_token_id", None) is None:
+            raise ValueError("The tokenizer has no eos_token_id; a response could never end.")
+        self.config = config
+        self.dist = Parallel(config.device)
+        if config.prompts_per_iteration % self.dist.world_size:
+            raise ValueError(
+                f"The 'prompts_per_iteration' parameter of PFPPOConfig must be a multiple of the "
+                f"number of processes ({self.dist.world_size}); got {config.prompts_per_iteration}."
+            )
+        self.device = self.dist.device
+        self.compute_dtype = select_dtype(config.dtype, self.device)
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"  # all responses start in one column
+
+        # ---- models: float32 masters, dropout off, the reference frozen ---
+        self.policy = disable_dropout(policy).to(self.device, torch.float32)
+        self.critic = disable_dropout(critic).to(self.device, torch.float32)
+        if reference is None and not is_lora(self.policy):
+            reference = copy.deepcopy(self.policy)
+        self.reference = reference  # None: the LoRA policy with its adapter disabled
+        if self.reference is not None:
+            self.reference = disable_dropout(self.reference).to(self.device)
+            self.reference.eval().requires_grad_(False)
+        forward_params = inspect.signature(self.critic.forward).parameters
+        self._critic_takes_positions = "position_ids" in forward_params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in forward_params.values()
+        )
+        self._policy_train = self.dist.prepare(self.policy)  # DDP wrappers (or the models)
+        self._critic_train = self.dist.prepare(self.critic)
+        self.tasks, self.reward = tasks, reward
+        self.true_score = true_score if true_score is not None else sandbox_true_score
+
+        # ---- optimisers, schedules, precision -----------------------------
+        betas = (config.adam_beta1, config.adam_beta2)
+        self.policy_opt = torch.optim.Adam(
+            [p for p in self.policy.parameters() if p.requires_grad], config.policy_lr, betas=betas
+        )
+        self.critic_opt = torch.optim.Adam(
+            [p for p in self.critic.parameters() if p.requires_grad], config.critic_lr, betas=betas
+        )
+        self.policy_sched, self.critic_sched = (
+            _schedule(opt, config, self.dist.world_size)
+            for opt in (self.policy_opt, self.critic_opt)
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.compute_dtype == torch.float16
+        )
+
+        # ---- state --------------------------------------------------------
+        self.order_rng = np.random.default_rng(config.seed)  # the same on every process
+        self.rng = np.random.default_rng([config.seed, self.dist.rank])  # this process's draws
+        torch.manual_seed(config.seed + self.dist.rank)
+        self.iteration = self.samples_generated = self.samples_used = 0
+        self._order = self.order_rng.permutation(len(tasks))
+        self._cursor = 0
+        self.normaliser = RewardNormaliser(config.reward_norm, config.reward_clip, reward)
+        self.window = Window(config.adaptive_window)
+        self.history: list[dict] = []
+        self.last_weights: np.ndarray | None = None  # this process's filter weights, last iteration
+        self.last_trained: list[int] = []  # rollout rows that entered a minibatch, last iteration
+        self.last_fallback = False
+        log = config.log_path or (
+            str(Path(config.checkpoint_dir) / "log.jsonl") if config.checkpoint_dir else None
+        )
+        self.log_path = Path(log) if log else None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str | os.PathLike,
+        tasks: Sequence[Any],
+        reward: Any,
+        config: PFPPOConfig | None = None,
+        *,
+        critic_path: str | os.PathLike | None = None,
+        lora: dict | None = None,
+        critic_lora: dict | None = None,
+        true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
+    ) -> PFPPOTrainer:
+        """Build a trainer from a local causal-LM directory (what the CLI and the runner use).
+
+        The policy and its tokenizer come from ``model_path`` (``lora``: train
+        LoRA adapters of these :func:`~..models.apply_lora` arguments, the
+        reference is then the base with the adapter disabled). The critic is,
+        by ``config.critic_init``: a copy of the reward model's first member
+        (backbone and head, as the PF-PPO authors), or a fresh value head on
+        the policy's backbone (also the fallback when the reward is not a
+        learned model); ``critic_path`` overrides both. ``critic_lora`` puts
+        LoRA adapters on the critic's backbone. Config, tasks, reward and the
+        paths are checked before any weights load.
+        """
+        from ..models import ValueModel, apply_lora, check_causal_lm_path, load_policy
+
+        config = PFPPOConfig() if config is None else config
+        _check_inputs(config, tasks, reward)
+        check_causal_lm_path(model_path, what="policy")
+        if critic_path is not None:
+            check_causal_lm_path(critic_path, what="critic")
+        policy, tokenizer = load_policy(model_path, device="cpu", dtype="float32", lora=lora)
+        member = _first_scalar_member(reward)
+        if critic_path is not None:
+            critic = ValueModel.from_causal_lm(critic_path, device="cpu", dtype="float32")
+        elif config.critic_init == "reward_model" and member is not None:
+            critic = ValueModel.from_scalar_head(member).to("cpu", torch.float32)
+        else:
+            critic = ValueModel.from_causal_lm(model_path, device="cpu", dtype="float32")
+        if critic_lora is not None:
+            critic.backbone = apply_lora(
+                critic.backbone, task_type="FEATURE_EXTRACTION", **critic_lora
+            )
+        reference = None if lora is not None else copy.deepcopy(policy)
+        return cls(
+            config,
+            policy,
+            tokenizer,
+            critic,
+            tasks,
+            reward,
+            reference=reference,
+            true_score=true_score,
+        )
+
+    # =====================================================================
+    # one iteration
+    # =====================================================================
+    def step(self) -> dict:
+        """Run one PF-PPO iteration and return its log record."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        # 1. this process's share of a batch of prompts
+        tasks = self._next_tasks()
+        # 2. N responses per prompt (temperature, top-p)
+        rollout = self.generate(tasks)
+        t_gen = time.perf_counter()
+        # 3. reward-model scores (and ensemble members); true scores from the sandbox
+        rewards, members = self.score_reward(rollout)
+        scores = np.asarray(self.true_score(rollout.tasks, rollout.completions), dtype=float)
+        t_score = time.perf_counter()
+        # 4. the core filter, per prompt group (adaptive: refitted on the pooled window)
+        weights = self.filter_weights(rewards, rollout.groups, members, scores)
+        # 5. log-probs, reference log-probs, values, KL-penalised rewards, GAE
+        exp = self.make_experience(rollout, rewards, weights, members)
+        # 6. clipped PPO policy and value losses over epochs x minibatches
+        stats = self.update(exp)
+        t_end = time.perf_counter()
+        # 7. log and checkpoint
+        record = self._record(rollout, rewards, scores, weights, exp, stats)
+        record.update(
+            time_s=t_end - t0,
+            generate_s=t_gen - t0,
+            score_s=t_score - t_gen,
+            train_s=t_end - t_score,
+            samples_per_s=record["samples"] / (t_end - t0),
+            tokens_per_s=record["response_tokens"] / (t_end - t0),
+            trained_tokens_per_s=record["trained_tokens"] / (t_end - t0),
+        )
+        self._write_log(record)
+        if (
+            cfg.checkpoint_dir
+            and cfg.checkpoint_every
+            and self.iteration % cfg.checkpoint_every == 0
+        ):
+            self.save_checkpoint(cfg.checkpoint_dir)
+        return record
+
+    def train(self, iterations: int | None = None) -> list[dict]:
+        """Run iterations (resuming from ``checkpoint_dir`` if it holds a checkpoint) and return their records."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        total = cfg.iterations if iterations is None else iterations
+        ckpt = cfg.checkpoint_dir
+        if ckpt and (Path(ckpt) / _STATE).exists() and self.iteration == 0:
+            self.load_checkpoint(ckpt)
+        records = []
+        show = cfg.progress and self.dist.is_main
+        bar = tqdm(total=total, initial=min(self.iteration, total), desc="PF-PPO", disable=not show)
+        while self.iteration < total:
+            rec = self.step()
+            records.append(rec)
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{rec['reward_mean']:.3f}",
+                pass_rate=f"{rec['true_pass_rate']:.2f}",
+                kl=f"{rec['kl']:.3f}",
+            )
+        bar.close()
+        if ckpt:
+            self.save_checkpoint(ckpt)
+        return records
+
+    # =====================================================================
+    # the pieces, in order
+    # =====================================================================
+    def _next_tasks(self) -> list[Any]:
+        """This process's share of the next prompts_per_iteration tasks of a shuffled pass."""
+        out = []
+        for _ in range(self.config.prompts_per_iteration):
+            if self._cursor >= len(self._order):
+                self._order, self._cursor = self.order_rng.permutation(len(self.tasks)), 0
+            out.append(self.tasks[int(self._order[self._cursor])])
+            self._cursor += 1
+        share = len(out) // self.dist.world_size
+        return out[self.dist.rank * share : (self.dist.rank + 1) * share]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.compute_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
+    @torch.no_grad()
+    def generate(self, tasks: Sequence[Any]) -> Rollout:
+        """Sample N responses per task with the project's shared sampler.
+
+        Using :func:`rewardfilter.adapters.code.sampling.generate` (the one the
+        evaluator and the reward model use) keeps the decoded completions,
+        cut at HumanEval's stop sequences, identical across training and
+        evaluation; its response mask covers exactly the tokens the scored
+        text comes from. Nucleus sampling only (no top-k), as the authors.
+        """
+        from ..sampling import generate
+
+        cfg = self.config
+        with self._autocast():
+            samples = generate(
+                self.policy,
+                self.tokenizer,
+                [t.prompt for t in tasks],
+                n=cfg.samples_per_prompt,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                batch_size=len(tasks),
+            )
+        mask = samples.response_mask.float()
+        T = max(int(mask.sum(-1).max()), 1)  # drop all-padding columns
+        return Rollout(
+            tasks=[tasks[g] for g in samples.group],
+            groups=np.asarray(samples.group),
+            input_ids=torch.cat([samples.prompt_ids, samples.response_ids[:, :T]], dim=1),
+            attention_mask=torch.cat([samples.prompt_mask, samples.response_mask[:, :T]], dim=1),
+            response_mask=mask[:, :T],
+            prompt_len=samples.prompt_ids.shape[1],
+            completions=list(samples.completions),
+        )
+
+    def score_reward(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
+        """Reward of each sample (and the ensemble members' scores when the reward model has them)."""
+        if isinstance(self.reward, str):  # "true": the oracle trains on the true score itself
+            scores = self.true_score(rollout.tasks, rollout.completions)
+            return np.asarray(scores, dtype=float), None
+        prompts = [t.prompt for t in rollout.tasks]
+        if hasattr(self.reward, "score_members"):
+            members = np.asarray(
+                self.reward.score_members(prompts, rollout.completions), dtype=float
+            )
+            if members.ndim != 2 or members.shape[1] != len(prompts):
+                raise ValueError(
+                    f"score_members must return a (K, n={len(prompts)}) array; got shape {members.shape}."
+                )
+            return members.mean(axis=0), members
+        fn = self.reward.score if hasattr(self.reward, "score") else self.reward
+        rewards = np.asarray(fn(prompts, rollout.completions), dtype=float).reshape(-1)
+        if rewards.shape[0] != len(prompts):
+            raise ValueError(
+                f"The reward returned {rewards.shape[0]} scores for {len(prompts)} samples."
+            )
+        return rewards, None
+
+    def _ensemble_for_filter(self, members: np.ndarray | None) -> np.ndarray | None:
+        """The members go to the filter when it needs them or when they can disagree (K >= 2)."""
+        if members is None or (members.shape[0] < 2 and not self.filter.needs_ensemble):
+            return None
+        return members
+
+    def filter_weights(
+        self,
+        rewards: np.ndarray,
+        groups: np.ndarray,
+        members: np.ndarray | None,
+        scores: np.ndarray,
+    ) -> np.ndarray:
+        """The core filter's weight per sample, ranked within each prompt's group.
+
+        ``adaptive`` is refitted every iteration on the labelled samples of
+        the last ``adaptive_window`` iterations of all processes (unless it
+        arrives fitted and nothing has been pooled yet). An iteration whose
+        filter keeps nothing on any process falls back to keeping everything,
+        with a warning (as the SB3 buffer does).
+        """
+        ensemble = self._ensemble_for_filter(members)
+        if isinstance(self.filter, rf.AdaptiveFilter):
+            now = {k: np.concatenate(v) for k, v in self._gather(rewards, scores).items()}
+            now["groups"] = self._global_groups(groups)
+            mem = self.dist.gather(ensemble)
+            now["members"] = None if any(m is None for m in mem) else np.concatenate(mem, axis=1)
+            pool = self.window.pooled(extra=now)
+            fit_rng = np.random.default_rng([self.config.seed, self.iteration])
+            self.filter.fit(
+                pool["rewards"],
+                pool["scores"],
+                pool["groups"],
+                rng=fit_rng,
+                ensemble=pool["members"],
+            )
+        weights = np.asarray(
+            self.filter.weights(rewards, groups, rng=self.rng, ensemble=ensemble), dtype=float
+        )
+        n_kept = self.dist.sum(torch.tensor([float((weights > 0).sum())], device=self.device))
+        self.last_fallback = bool(n_kept.item() == 0)
+        if self.last_fallback:
+            warnings.warn(
+                f"Filter {self.filter.spec!r} kept no sample in iteration {self.iteration + 1}; "
+                "training on every sample of it instead (unfiltered).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            weights = np.ones_like(weights)
+        self.last_weights = weights
+        return weights
+
+    @torch.no_grad()
+    def make_experience(
+        self,
+        rollout: Rollout,
+        rewards: np.ndarray,
+        weights: np.ndarray,
+        members: np.ndarray | None = None,
+    ) -> Experience:
+        """Old log-probs, reference log-probs and values; KL-penalised rewards; GAE; whitening.
+
+        ``drop`` forwards the kept samples only (where PF-PPO saves compute);
+        ``resample`` forwards all and stores each one's draw probability.
+        """
+        cfg = self.config
+        resample = cfg.realisation == "resample"
+        rows = np.arange(len(weights)) if resample else np.flatnonzero(weights > 0)
+        placeholder = len(rows) == 0  # nothing kept on this process (but elsewhere)
+        if placeholder:
+            rows = np.array([0])
+        idx = torch.as_tensor(rows, device=self.device)
+        ids, attn = rollout.input_ids[idx], rollout.attention_mask[idx]
+        mask = rollout.response_mask[idx] * (0.0 if placeholder else 1.0)
+        chunk = cfg.micro_batch_size or cfg.minibatch_size
+        self.policy.eval()
+        self.critic.eval()
+        logprobs, ref_logprobs, values = [], [], []
+        with self._autocast():
+            for s in range(0, len(rows), chunk):
+                sl = slice(s, s + chunk)
+                logprobs.append(self._logprobs(self.policy, ids[sl], attn[sl], rollout.prompt_len))
+                ref_logprobs.append(self._ref_logprobs(ids[sl], attn[sl], rollout.prompt_len))
+                values.append(self._values(self.critic, ids[sl], attn[sl], rollout.prompt_len))
+        logprobs, ref_logprobs, values = (
+            torch.cat(x).float() for x in (logprobs, ref_logprobs, values)
+        )
+        trained = np.concatenate(
+            self.dist.gather(rewards[rows] if not placeholder else rewards[:0])
+        )
+        all_rewards = np.concatenate(self.dist.gather(rewards))
+        normalised = self.normaliser(rewards, trained, all_rewards)[rows]
+        token_rewards, kl = losses.kl_penalised_rewards(
+            torch.as_tensor(normalised, dtype=torch.float32, device=self.device),
+            logprobs,
+            ref_logprobs,
+            mask,
+            cfg.kl_coef,
+        )
+        advantages, returns = losses.gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = losses.masked_whiten(advantages, mask, all_reduce=self.dist.sum)
+        loss_weights, probs = None, None
+        if resample and not placeholder:
+            ew = expected_weights(
+                self.filter,
+                rewards,
+                rollout.groups,
+                weights if not self.last_fallback else None,
+                ensemble=self._ensemble_for_filter(members),
+                rng=self.rng,
+            )
+            probs = ew / ew.sum() if ew.sum() > 0 else None
+        elif not self.filter.is_binary and not self.last_fallback and not placeholder:
+            if cfg.reweight == "loss":
+                loss_weights = torch.as_tensor(
+                    weights[rows], dtype=torch.float32, device=self.device
+                )
+            else:
+                probs = weights[rows] / weights[rows].sum()
+        return Experience(
+            idx,
+            ids,
+            attn,
+            mask,
+            logprobs,
+            ref_logprobs,
+            values,
+            advantages,
+            returns,
+            kl,
+            loss_weights,
+            probs,
+            placeholder,
+        )
+
+    def update(self, exp: Experience, weights: np.ndarray | None = None) -> dict:
+        """Clipped PPO policy and value updates over epochs and minibatches.
+
+        Each epoch orders this process's rows (a permutation, or weighted
+        draws with replacement); every process then takes the same number of
+        optimiser steps, each over ``minibatch_size / num_processes`` rows of
+        its own (an empty share still joins the gradient all-reduce).
+        """
+        cfg = self.config
+        m = 0 if exp.placeholder else exp.index.shape[0]
+        local_mb = max(1, cfg.minibatch_size // self.dist.world_size)
+        self.policy.train()
+        self.critic.train()
+        acc: dict[str, list[float]] = {}
+        trained: set[int] = set()
+        for _ in range(cfg.ppo_epochs):
+            if m == 0:
+                order = np.zeros(0, dtype=int)
+            elif exp.sample_probs is not None:
+                order = self.rng.choice(m, size=m, p=exp.sample_probs)
+            else:
+                order = self.rng.permutation(m)
+            n_steps = self.dist.max_int(math.ceil(len(order) / local_mb))
+            for s in range(n_steps):
+                rows = order[s * local_mb : (s + 1) * local_mb]
+                for k, v in self._optimiser_step(exp, rows).items():
+                    acc.setdefault(k, []).append(v)
+                trained.update(exp.index[torch.as_tensor(rows, dtype=torch.long)].tolist())
+        self.last_trained = sorted(trained)
+        out = {k: float(np.mean(v)) for k, v in acc.items()}
+        for k in ("policy_loss", "value_loss"):  # each process holds its share of the global loss
+            if k in out:
+                out[k] = float(self.dist.sum(torch.tensor([out[k]], device=self.device)).item())
+        return out
+
+    def _optimiser_step(self, exp: Experience, rows: np.ndarray) -> dict[str, float]:
+        """One optimiser step over ``rows``: micro-batches accumulate, the last one syncs."""
+        cfg, world = self.config, self.dist.world_size
+        empty = len(rows) == 0
+        idx = torch.as_tensor(rows if not empty else np.array([0]), dtype=torch.long)
+        mask = exp.mask[idx] * (0.0 if empty else 1.0)
+        lw = exp.loss_weights[idx] if exp.loss_weights is not None else None
+        # the denominator of the loss mean is global: all processes' tokens (or responses)
+        ones = torch.ones(mask.shape[0], device=mask.device) if lw is None else lw
+        local = (
+            (mask.sum(-1) * ones).sum()
+            if cfg.loss_aggregation == "token_mean"
+            else ((mask.sum(-1) > 0).float() * ones).sum()
+        )
+        denom = self.dist.sum(local.reshape(1)).squeeze(0)
+        micro = cfg.micro_batch_size or len(idx)
+        chunks = [idx[i : i + micro] for i in range(0, len(idx), micro)]
+        self.policy_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        plen = prompt_len_of(exp)
+        totals = {"policy_loss": 0.0, "value_loss": 0.0}
+        stats: dict[str, list[float]] = {}
+        for j, c in enumerate(chunks):
+            sync = j == len(chunks) - 1
+            cmask = mask[j * micro : j * micro + len(c)]
+            clw = lw[j * micro : j * micro + len(c)] if lw is not None else None
+            ctx = (
+                contextlib.nullcontext()
+                if sync
+                else self.dist.no_sync(self._policy_train, self._critic_train)
+            )
+            with ctx:
+                with self._autocast():
+                    new_lp = self._logprobs(
+                        self._policy_train, exp.input_ids[c], exp.attention_mask[c], plen
+                    )
+                    new_v = self._values(
+                        self._critic_train, exp.input_ids[c], exp.attention_mask[c], plen
+                    )
+                kw = {"aggregation": cfg.loss_aggregation, "normaliser": denom}
+                pg, pg_stats = losses.policy_loss(
+                    new_lp.float(), exp.logprobs[c], exp.advantages[c], cmask, cfg.clip, clw, **kw
+                )
+                vf, vf_stats = losses.value_loss(
+                    new_v.float(), exp.values[c], exp.returns[c], cmask, cfg.value_clip, clw, **kw
+                )
+                # DDP averages gradients over processes: scale so that they add up instead
+                self.scaler.scale((pg + vf) * world).backward()
+            totals["policy_loss"] += float(pg.detach())
+            totals["value_loss"] += float(vf.detach())
+            for k, v in {**pg_stats, **vf_stats}.items():
+                stats.setdefault(k, []).append(float(v))
+        for opt, model in ((self.policy_opt, self.policy), (self.critic_opt, self.critic)):
+            self.scaler.unscale_(opt)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            self.scaler.step(opt)
+        self.scaler.update()
+        self.policy_sched.step()
+        self.critic_sched.step()
+        return {**totals, **{k: float(np.mean(v)) for k, v in stats.items()}}
+
+    # ---- forward helpers -------------------------------------------------
+    def _logprobs(
+        self, model, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int
+    ) -> torch.Tensor:
+        """Log-prob of each response token under ``model`` (temperature-scaled logits)."""
+        return token_logprobs(model, ids, attn, prompt_len, self.config.temperature)
+
+    def _ref_logprobs(self, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int) -> torch.Tensor:
+        """Log-probs under the reference: the frozen copy, or the LoRA policy's base."""
+        if self.reference is not None:
+            return self._logprobs(self.reference, ids, attn, prompt_len)
+        with self.policy.disable_adapter():
+            return self._logprobs(self.policy, ids, attn, prompt_len)
+
+    def _values(
+        self, critic, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int
+    ) -> torch.Tensor:
+        """The critic's value of the state before each response token."""
+        return token_values(critic, ids, attn, prompt_len, self._critic_takes_positions)
+
+    # =====================================================================
+    # logging and checkpoints
+    # =====================================================================
+    def _gather(self, *arrays: np.ndarray) -> dict[str, list[np.ndarray]]:
+        names = ("rewards", "scores", "weights")
+        return {
+            n: self.dist.gather(np.asarray(a, dtype=float))
+            for n, a in zip(names, arrays, strict=False)
+        }
+
+    def _global_groups(self, groups: np.ndarray) -> np.ndarray:
+        """Group ids made distinct across processes (process p's prompts come after p-1's)."""
+        share = self.config.prompts_per_iteration // self.dist.world_size
+        return np.concatenate(
+            [g + p * share for p, g in enumerate(self.dist.gather(np.asarray(groups)))]
+        )
+
+    def _record(self, rollout, rewards, scores, weights, exp, stats) -> dict:
+        """The iteration's log record, over all processes; filtered R² pooled over the window."""
+        g = {k: np.concatenate(v) for k, v in self._gather(rewards, scores, weights).items()}
+        r, s, w = g["rewards"], g["scores"], g["weights"]
+        self.window.add(rewards=r, scores=s, weights=w, groups=self._global_groups(rollout.groups))
+        filtered_r2, r2_all = self.window.r2()
+        m = exp.mask
+        per_seq_kl = exp.kl.sum(-1)
+        sums = torch.tensor(
+            [
+                float(rollout.response_mask.sum()),
+                self._trained_tokens(exp),
+                float(len(self.last_trained)),
+                float(per_seq_kl.sum()) if not exp.placeholder else 0.0,
+                0.0 if exp.placeholder else float(m.shape[0]),
+            ],
+            device=self.device,
+        )
+        n_tokens, n_trained_tokens, n_used, kl_sum, n_exp = self.dist.sum(sums).tolist()
+        self.iteration += 1
+        self.samples_generated += len(r)
+        self.samples_used += int(n_used)  # samples that entered a gradient update
+        kept = w > 0
+        return {
+            "iteration": self.iteration,
+            "samples": len(r),
+            "samples_generated": self.samples_generated,
+            "samples_used": self.samples_used,
+            "reward_mean": float(r.mean()),
+            "reward_kept_mean": float(np.average(r, weights=w)),
+            "true_score_mean": float(s.mean()),
+            "true_pass_rate": float((s >= 1.0).mean()),
+            "true_pass_rate_kept": float(np.average(s >= 1.0, weights=w)),
+            "kept_fraction": float(kept.mean()),
+            "fallback": self.last_fallback,
+            "filtered_r2": finite_or_none(filtered_r2),
+            "r2_all": finite_or_none(r2_all),
+            "filtered_r2_window": len(self.window.items),
+            "kl": kl_sum / max(n_exp, 1.0),  # per-sequence KL to the reference, forwarded samples
+            "response_len": n_tokens / len(r),
+            "response_tokens": n_tokens,
+            "trained_tokens": n_trained_tokens,
+            "filter": self.filter.spec
+            if not isinstance(self.filter, rf.AdaptiveFilter)
+            else f"adaptive->{self.filter.chosen_.spec}",
+            "policy_lr": self.policy_sched.get_last_lr()[0],
+            **stats,
+        }
+
+    def _trained_tokens(self, exp: Experience) -> float:
+        """Response tokens of the distinct samples that entered a minibatch this iteration."""
+        if exp.placeholder or not self.last_trained:
+            return 0.0
+        pos = {int(v): i for i, v in enumerate(exp.index.tolist())}
+        rows = torch.as_tensor([pos[i] for i in self.last_trained], dtype=torch.long)
+        return float(exp.mask[rows].sum())
+
+    def _write_log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.log_path is not None and self.dist.is_main:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    save_checkpoint = _checkpoint.save_checkpoint
+    load_checkpoint = _checkpoint.load_checkpoint
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: PFPPOConfig, world: int):
+    """Cosine with warm-up over the planned optimiser steps (transformers), or constant."""
+    from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
+
+    if cfg.lr_schedule == "constant":
+        return get_constant_schedule(opt)
+    rows = cfg.prompts_per_iteration // world * cfg.samples_per_prompt  # one process's rollout
+    per_iteration = cfg.ppo_epochs * math.ceil(rows / max(1, cfg.minibatch_size // world))
+    total = max(1, cfg.iterations * per_iteration)
+    return get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total), total)
+
+
+def _first_scalar_member(reward: Any) -> Any:
+    """The reward model (or an ensemble's first member) a critic can start from, or None."""
+    from ..models import ScalarHeadModel
+
+    if isinstance(reward, ScalarHeadModel):
+        return reward
+    members = getattr(reward, "members", None)
+    if members and isinstance(members[0], ScalarHeadModel):
+        return members[0]
+    return None
+
+
+def _check_inputs(config: Any, tasks: Any, reward: Any) -> tuple[list[Any], rf.Filter]:
+    """Validate what a trainer is given, before any model is loaded or sampled."""
+    if not isinstance(config, PFPPOConfig):
+        raise TypeError(f"config must be a PFPPOConfig; got {type(config).__name__}.")
+    config.validate()
+    tasks = list(tasks) if tasks is not None else []
+    if not tasks:
+        raise ValueError("The task set is empty; PF-PPO needs at least one training task (prompt).")
+    missing = [i for i, t in enumerate(tasks) if not isinstance(getattr(t, "prompt", None), str)]
+    if missing:
+        raise ValueError(f"Every task needs a string 'prompt'; task {missing[0]} has none.")
+    if not (isinstance(reward, str) and reward == "true") and not (
+        hasattr(reward, "score_members") or hasattr(reward, "score") or callable(reward)
+    ):
+        raise ValueError(
+            "reward must have score_members(...) or score(...), be a callable, or be 'true'."
+        )
+    filt = rf.make_filter(config.filter)
+    if filt.needs_ensemble and not hasattr(reward, "score_members"):
+        raise ValueError(
+            f"Filter {filt.spec!r} needs a reward-model ensemble: reward must have "
+            "score_members(prompts, completions)."
+        )
+    return tasks, filt

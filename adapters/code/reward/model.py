@@ -1,0 +1,183 @@
+"""The reward model: a scalar head read at the response's last token, and an ensemble of them.
+
+The API the PPO trainer uses is ``score(prompts, completions) -> (n,)`` (the
+ensemble mean) and ``score_members(prompts, completions) -> (K, n)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import RewardModelConfig
+from ..models import ScalarHeadModel, load_tokenizer
+
+__all__ = ["ENSEMBLE_FILE", "RewardEnsemble", "RewardModel"]
+
+ENSEMBLE_FILE = "reward_ensemble.json"
+
+
+class RewardModel(ScalarHeadModel):
+    """Scalar-head model whose reward is its value at the response's last token.
+
+    The text scored is ``prompt + completion`` followed by EOS, the same
+    string the policy produced, so the final position has read the whole
+    program, including where it ended.
+    """
+
+    kind = "reward"
+
+    def __init__(self, backbone, head_init_std: float = 0.0, tokenizer=None, max_length: int = 256):
+        super().__init__(backbone, head_init_std=head_init_std)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def encode(
+        self, prompts: Sequence[str], completions: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids and mask of ``prompt + completion + EOS``, end kept if too long."""
+        if self.tokenizer is None:
+            raise ValueError(
+                "This RewardModel has no tokenizer; pass tokenizer= or load it with from_pretrained."
+            )
+        if len(prompts) != len(completions):
+            raise ValueError(
+                f"score needs one prompt per completion; got {len(prompts)} prompts and {len(completions)} completions."
+            )
+        tok = self.tokenizer
+        eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        seqs = [
+            (tok(p + c, add_special_tokens=False)["input_ids"] + eos)[-self.max_length :]
+            for p, c in zip(prompts, completions, strict=True)
+        ]
+        T = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), T), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[r, : len(s)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def rewards(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """Differentiable rewards, shape ``(n,)`` (used in training)."""
+        ids, mask = self.encode(prompts, completions)
+        return self.last_token_values(ids, mask)
+
+    @torch.no_grad()
+    def score(
+        self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 64
+    ) -> np.ndarray:
+        """Rewards as a numpy array, shape ``(n,)``, in eval mode and batches."""
+        was = self.training
+        self.eval()
+        try:
+            out = [
+                self.rewards(prompts[i : i + batch_size], completions[i : i + batch_size])
+                .cpu()
+                .numpy()
+                for i in range(0, len(prompts), batch_size)
+            ]
+        finally:
+            self.train(was)
+        return np.concatenate(out).astype(float) if out else np.zeros(0)
+
+    def score_members(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """A single model is an ensemble of one: shape ``(1, n)``."""
+        return self.score(prompts, completions)[None, :]
+
+    def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        p = super().save_pretrained(path, {"max_length": self.max_length, **(extra or {})})
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(p)
+        return p
+
+    @classmethod
+    def from_pretrained(cls, path, *, device="auto", dtype="auto") -> RewardModel:
+        model = super().from_pretrained(path, device=device, dtype=dtype)
+        meta = json.loads((Path(path) / "scalar_head.json").read_text())
+        model.max_length = int(meta.get("max_length", 256))
+        model.tokenizer = load_tokenizer(path, padding_side="right")
+        return model
+
+
+class RewardEnsemble:
+    """K reward models scored together; the reward is their mean.
+
+    Parameters
+    ----------
+    members : list of RewardModel
+        Non-empty; they must share a tokenizer vocabulary (they are trained
+        from the same policy).
+    config : RewardModelConfig, optional
+        Saved beside the members for the record.
+    """
+
+    def __init__(self, members: Sequence[RewardModel], config: RewardModelConfig | None = None):
+        members = list(members)
+        if not members:
+            raise ValueError("A RewardEnsemble needs at least one member; got none.")
+        self.members = members
+        self.config = config
+        self.report: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def to(self, device) -> RewardEnsemble:
+        for m in self.members:
+            m.to(device)
+        return self
+
+    def score_members(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """Reward of every member, shape ``(K, n)`` (the core's ``ensemble``)."""
+        prompts, completions = list(prompts), list(completions)
+        return np.stack([m.score(prompts, completions) for m in self.members])
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """Ensemble-mean reward, shape ``(n,)``."""
+        return self.score_members(prompts, completions).mean(axis=0)
+
+    __call__ = score
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """One sub-directory per member plus ``reward_ensemble.json``."""
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        names = []
+        for k, m in enumerate(self.members):
+            name = f"member_{k}"
+            m.save_pretrained(p / name)
+            names.append(name)
+        meta = {
+            "members": names,
+            "config": asdict(self.config) if self.config is not None else None,
+            "report": self.report,
+        }
+        (p / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))
+        return p
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, *, device="auto", dtype="auto"
+    ) -> RewardEnsemble:
+        """Load an ensemble (or a single :class:`RewardModel` directory as K = 1)."""
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"The reward model path {str(p)!r} does not exist.")
+        if (p / ENSEMBLE_FILE).is_file():
+            meta = json.loads((p / ENSEMBLE_FILE).read_text())
+            members = [
+                RewardModel.from_pretrained(p / n, device=device, dtype=dtype)
+                for n in meta["members"]
+            ]
+            cfg = RewardModelConfig(**meta["config"]) if meta.get("config") else None
+            ens = cls(members, cfg)
+            ens.report = meta.get("report") or {}
+            return ens
+        return cls([RewardModel.from_pretrained(p, device=device, dtype=dtype)])
