@@ -156,3 +156,28 @@ def test_the_judge_has_its_own_memory_and_time_limits():
     )
     (res,) = score_completions([slow], ["    return a + b\n"], timeout=0.5)
     assert (res.mode, res.status, res.tests_passed) == ("strong", "timeout", 1)
+
+
+def test_one_judge_serves_many_programs_and_is_replaced_when_killed():
+    from rewardfilter.adapters.code.sandbox import SandboxPool
+
+    good = build_program(ADD, ADD.canonical_solution)
+    wrong = build_program(ADD, "    return 3\n")
+    hang = build_program(ADD, "    while True:\n        pass\n")
+    dies = build_program(ADD, "    import os\n    os._exit(0)\n")
+    plain = "print('plain script')"
+    programs = [good, wrong, hang, good, dies, plain, good, wrong, good]
+    with SandboxPool(1) as pool:
+        results = pool.map(programs, timeout=0.5)
+    assert [(r.status, r.tests_passed) for r in results] == [
+        ("passed", 3),
+        ("failed", 1),
+        ("timeout", 0),  # the judge is killed with the program's tree, and replaced
+        ("passed", 3),
+        ("exited", 0),
+        ("passed", 0),  # an in-process run (its clean-up also ends the judge)
+        ("passed", 3),
+        ("failed", 1),
+        ("passed", 3),
+    ]
+    assert [r.mode for r in results] == ["strong"] * 5 + ["in_process"] + ["strong"] * 3
