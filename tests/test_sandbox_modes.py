@@ -181,3 +181,19 @@ def test_one_judge_serves_many_programs_and_is_replaced_when_killed():
         ("passed", 3),
     ]
     assert [r.mode for r in results] == ["strong"] * 5 + ["in_process"] + ["strong"] * 3
+
+
+def test_a_large_test_reaches_the_judge_whole():
+    big = "x" * 200_000
+    test = "def check(candidate):\n" + "".join(
+        f"    assert candidate({i}, {len(big)}) == {i + len(big)}\n" for i in range(2000)
+    )
+    test += f"    assert len({big!r}) == {len(big)}\n"
+    task = _task(test)
+    (res,) = score_completions([task], ["    return a + b\n"], timeout=20)
+    assert (res.mode, res.status, res.tests_passed, res.tests_total) == (
+        "strong",
+        "passed",
+        2001,
+        2001,
+    )

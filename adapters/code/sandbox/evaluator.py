@@ -27,6 +27,7 @@ import marshal
 import os
 import resource
 import signal
+import struct
 import sys
 
 try:
@@ -116,13 +117,26 @@ def serve(ctl, own_pidns: bool) -> None:
 
     null = os.open("/dev/null", os.O_RDWR)
     while True:
-        try:
-            msg, fds, _, _ = socket.recv_fds(ctl, 1 << 22, 4)
+        try:  # a 4-byte length with the four fds, then that many bytes of JSON
+            head, fds, _, _ = socket.recv_fds(ctl, 4, 4)
+            while head and len(head) < 4:
+                more = ctl.recv(4 - len(head))
+                if not more:
+                    return
+                head += more
+            if not head or len(fds) != 4:
+                return
+            (n,) = struct.unpack(">I", head)
+            buf = bytearray()
+            while len(buf) < n:
+                more = ctl.recv(min(n - len(buf), 1 << 20))
+                if not more:
+                    return
+                buf += more
         except OSError:
             return
-        if not msg:
-            return
-        job = json.loads(msg)
+        job = json.loads(bytes(buf))
+        del buf
         req_w, rep_r, res_w, out_w = fds
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)

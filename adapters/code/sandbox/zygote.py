@@ -383,13 +383,21 @@ def run_job(job: dict) -> dict:
         rep_r, rep_w = os.pipe()  # program -> evaluator: replies
         request = {k: job.get(k) for k in ("helpers", "test", "factory", "total", "entry", "calls")}
         request["nonce"] = nonce
-        try:
-            socket.send_fds(judge.ctl, [json.dumps(request).encode()], [req_w, rep_r, res_w, out_w])
-        except OSError:
-            _judge_lost()
-            judge = _judge()
-            socket.send_fds(judge.ctl, [json.dumps(request).encode()], [req_w, rep_r, res_w, out_w])
+        data = json.dumps(request).encode()
         del request
+        for attempt in (0, 1):
+            try:  # the fds travel with the length; the rest follows on the stream
+                socket.send_fds(
+                    judge.ctl, [struct.pack(">I", len(data))], [req_w, rep_r, res_w, out_w]
+                )
+                judge.ctl.sendall(data)
+                break
+            except OSError:
+                _judge_lost()
+                if attempt:
+                    raise
+                judge = _judge()
+        del data
 
         def program() -> None:
             nonlocal nonce
