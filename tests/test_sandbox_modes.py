@@ -197,3 +197,41 @@ def test_a_large_test_reaches_the_judge_whole():
         2001,
         2001,
     )
+
+
+def test_changes_the_candidate_makes_to_its_arguments_reach_the_test():
+    """A copy crosses, and the candidate's in-place changes come back into the test's objects."""
+    copy_test = _task(
+        "def check(candidate):\n"
+        "    a = [3, 1, 2]\n"
+        "    assert candidate(a, 0) == [1, 2, 3]\n"
+        "    assert a == [3, 1, 2]\n"
+    )
+    in_place_test = _task(
+        "def check(candidate):\n"
+        "    a = [[9, 8], 3, 1]\n"
+        "    inner = a[0]\n"
+        "    d = {'k': [2, 1]}\n"
+        "    assert candidate(a, d) is None\n"
+        "    assert a == [[8, 9], 1, 3] and inner == [8, 9] and d == {'k': [1, 2], 'n': 1}\n"
+    )
+    mutating = "    a.sort(key=str)\n    return sorted(a, key=str) if b == 0 else a\n"
+    honest_copy = "    return sorted(a)\n"
+    honest_in_place = (
+        "    a[0].sort()\n    a[1:] = sorted(a[1:])\n    b['k'].sort()\n    b['n'] = 1\n"
+    )
+    res = score_completions(
+        [copy_test, copy_test, in_place_test], [mutating, honest_copy, honest_in_place]
+    )
+    weak = score_completions(
+        [copy_test, copy_test, in_place_test],
+        [mutating, honest_copy, honest_in_place],
+        mode="in_process",
+    )
+    assert [r.mode for r in res] == ["strong"] * 3
+    assert [(r.status, r.tests_passed) for r in res] == [
+        ("failed", 1),
+        ("passed", 2),
+        ("passed", 2),
+    ]
+    assert [(r.status, r.tests_passed) for r in weak] == [(r.status, r.tests_passed) for r in res]

@@ -58,6 +58,45 @@ class CandidateError(Exception):
     """An exception of a type that is not a builtin, raised by the candidate (named in the message)."""
 
 
+def _mutable(values) -> bool:
+    return any(type(v) in (list, dict, set) for v in values)
+
+
+def _write_back(old, new) -> None:
+    """Give the test's own argument objects the contents the candidate left in its copies.
+
+    Lists, dicts and sets are updated in place (nested ones of the same
+    shape too, so that inner objects the test holds see the change);
+    anything else cannot have changed.
+    """
+    if type(old) is tuple and type(new) is tuple and len(old) == len(new):
+        for a, b in zip(old, new, strict=True):
+            _write_back(a, b)
+    elif type(old) is dict and type(new) is dict:
+        if old.keys() == new.keys():
+            for k in old:
+                if type(old[k]) in (list, dict, set) and type(new[k]) is type(old[k]):
+                    _write_back(old[k], new[k])
+                else:
+                    old[k] = new[k]
+        else:
+            old.clear()
+            old.update(new)
+    elif type(old) is list and type(new) is list:
+        if len(old) == len(new):
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                if type(a) in (list, dict, set) and type(b) is type(a):
+                    _write_back(a, b)
+                else:
+                    old[i] = b
+        else:
+            old[:] = new
+    elif type(old) is set and type(new) is set:
+        if old != new:
+            old.clear()
+            old.update(new)
+
+
 def _exception(name: str, message: str) -> BaseException:
     """A real exception for one the candidate raised: the builtin of that name, if there is one."""
     cls = getattr(builtins, name, None)
@@ -234,6 +273,7 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
     def candidate(*args, **kwargs):
         if gone:
             finish()
+        back = False
         try:
             request = codec.encode([args, kwargs])
         except codec.CodecError as exc:
@@ -244,14 +284,22 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
                 finish()
             pending.pop()
         else:
+            back = _mutable(args) or _mutable(kwargs.values())
             try:
-                runner.write_message(req_w, codec.encode(["c", args, kwargs]))
+                runner.write_message(req_w, codec.encode(["C" if back else "c", args, kwargs]))
             except OSError:
                 emit("X")
                 gone.append(True)
                 finish()
         reply = receive()
         if type(reply) is list and len(reply) == 2 and reply[0] == "r":
+            return reply[1]
+        if type(reply) is list and len(reply) == 3 and reply[0] == "r" and back:
+            after = reply[2]
+            if not (type(after) is list and len(after) == 2 and type(after[0]) is tuple):
+                raise NotPlainData("malformed reply")
+            _write_back(args, after[0])
+            _write_back(kwargs, after[1])
             return reply[1]
         if type(reply) is list and len(reply) == 3 and reply[0] == "x":
             raise _exception(_clean(reply[1], 60), _clean(reply[2]))

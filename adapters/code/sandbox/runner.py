@@ -392,7 +392,7 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
         finish()
     send(rep_fd, encode(["ok"]))
 
-    def answer(args, kwargs) -> None:
+    def answer(args, kwargs, back: bool = False) -> None:
         try:
             value = fn(*args, **kwargs)
         except ME:
@@ -401,7 +401,8 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
             name, _, text = describe(exc).partition(" ")
             reply = ["x", name, text]
         else:
-            reply = ["r", value]
+            # "C" calls also bring back the arguments as the candidate left them (in-place changes)
+            reply = ["r", value, [args, kwargs]] if back else ["r", value]
         try:
             data = encode(reply)
         except CE as exc:
@@ -419,8 +420,8 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
                 finish()
             request = decode(msg)
             kind = request[0]
-            calls = [request[1:]] if kind == "c" else request[1] if kind == "b" else None
+            calls = [request[1:]] if kind in ("c", "C") else request[1] if kind == "b" else None
         except BE:
             exit_(70)
         for args, kwargs in calls:
-            answer(args, kwargs)
+            answer(args, kwargs, kind == "C")
