@@ -183,10 +183,14 @@ def test_one_judge_serves_many_programs_and_is_replaced_when_killed():
     assert [r.mode for r in results] == ["strong"] * 5 + ["in_process"] + ["strong"] * 3
 
 
-def test_a_large_test_reaches_the_judge_whole():
-    big = "x" * 200_000
+def test_a_large_test_reaches_the_judge_whole_and_an_oversized_one_runs_in_process():
+    from rewardfilter.adapters.code.sandbox.programs import MAX_TRUSTED_CHARS
+
+    huge = _task(f"def check(candidate):\n    assert len({'y' * MAX_TRUSTED_CHARS!r}) > 0\n")
+    assert task_mode(huge)[0] == "in_process" and "larger" in task_mode(huge)[1]
+    big = "x" * 100_000
     test = "def check(candidate):\n" + "".join(
-        f"    assert candidate({i}, {len(big)}) == {i + len(big)}\n" for i in range(2000)
+        f"    assert candidate({i}, {len(big)}) == {i + len(big)}\n" for i in range(500)
     )
     test += f"    assert len({big!r}) == {len(big)}\n"
     task = _task(test)
@@ -194,8 +198,8 @@ def test_a_large_test_reaches_the_judge_whole():
     assert (res.mode, res.status, res.tests_passed, res.tests_total) == (
         "strong",
         "passed",
-        2001,
-        2001,
+        501,
+        501,
     )
 
 

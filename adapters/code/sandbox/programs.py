@@ -25,6 +25,8 @@ from . import codec, instrument
 
 __all__ = ["MODES", "build_program", "count_tests", "make_job", "task_mode"]
 
+#: Largest compiled test (base64 characters) sent to the judge; two must fit its 1 MiB pipe.
+MAX_TRUSTED_CHARS = 400_000
 #: Accepted values of the ``mode`` argument: "auto" picks strong wherever the test allows.
 MODES = ("auto", "in_process")
 
@@ -102,7 +104,9 @@ def make_job(
     prep = _prepared(suffix, entry, prompt)
     if prep is None:
         return job
-    if mode == "auto" and prep["in_process"] is None:
+    size = sum(len(prep[k] or "") for k in ("helpers", "test", "factory"))
+    size += sum(len(c) for c in prep["calls"])
+    if mode == "auto" and prep["in_process"] is None and size <= MAX_TRUSTED_CHARS:
         job["program"] = ""
         job.update(
             mode="strong",
@@ -134,4 +138,8 @@ def task_mode(task: CodeTask) -> tuple[str, str | None]:
     if prep is None:
         return "in_process", "the test does not compile apart from the program"
     reason = prep["in_process"]
+    size = sum(len(prep[k] or "") for k in ("helpers", "test", "factory"))
+    size += sum(len(c) for c in prep["calls"])
+    if reason is None and size > MAX_TRUSTED_CHARS:
+        reason = f"the compiled test is larger than {MAX_TRUSTED_CHARS} characters"
     return ("in_process", reason) if reason else ("strong", None)

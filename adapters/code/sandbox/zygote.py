@@ -67,6 +67,9 @@ from isolation import CAPS  # noqa: E402
 #: Bytes of result records accepted before the run counts as tampered.
 MAX_RECORDS = 1 << 20
 PROTO_IN = PROTO_OUT = -1
+#: The pipe on which the parent sends the tests, read by the judge only (never by this process).
+JUDGE_FD = -1
+_RESTART = [False]  # set when the judge lost step with that pipe: this worker ends after its answer
 WORKDIR_NS = isolation.WORKDIR_PREFIX
 
 
@@ -78,11 +81,14 @@ class _Judge:
         pid = os.fork()
         if pid == 0:
             try:
-                keep = theirs.fileno()
-                os.closerange(3, keep)  # the protocol, the mount server, any run's pipes
-                os.closerange(keep + 1, 65536)
+                keep = sorted({theirs.fileno(), JUDGE_FD} - {-1})
+                low = 3
+                for fd in keep:  # close the protocol, the mount server, any run's pipes
+                    os.closerange(low, fd)
+                    low = fd + 1
+                os.closerange(low, 65536)
                 evaluator.setup()
-                evaluator.serve(theirs, isolation.OWN_PIDNS and CAPS["ns"])
+                evaluator.serve(theirs, JUDGE_FD, isolation.OWN_PIDNS and CAPS["ns"])
             finally:
                 os._exit(0)
         theirs.close()
@@ -373,7 +379,7 @@ def run_job(job: dict) -> dict:
     res_r, res_w = os.pipe()
     workdir = _NEXT_WORKDIR.pop() if _NEXT_WORKDIR else _fresh_workdir()
     t0 = time.monotonic()
-    mine = [out_r, res_r, PROTO_IN, PROTO_OUT]
+    mine = [out_r, res_r, PROTO_IN, PROTO_OUT] + ([JUDGE_FD] if JUDGE_FD >= 0 else [])
     if isolation.SERVER[0] is not None:
         mine.append(isolation.SERVER[0].fileno())  # the launcher's mount server: not for them
     judge_done = False
@@ -381,8 +387,7 @@ def run_job(job: dict) -> dict:
         judge = _judge()
         req_r, req_w = os.pipe()  # evaluator -> program: calls
         rep_r, rep_w = os.pipe()  # program -> evaluator: replies
-        request = {k: job.get(k) for k in ("helpers", "test", "factory", "total", "entry", "calls")}
-        request["nonce"] = nonce
+        request = {"seq": job.get("seq"), "entry": job.get("entry"), "nonce": nonce}
         data = json.dumps(request).encode()
         del request
         for attempt in (0, 1):
@@ -499,6 +504,8 @@ def run_job(job: dict) -> dict:
                         got = _JUDGE.ctl.recv(1) if _JUDGE is not None else b""
                     except OSError:
                         got = b""
+                    if got == b"x":  # its stream of tests is out of step: start afresh
+                        _RESTART[0] = True
                     if got != b"d":
                         _judge_lost()  # it died: whatever it reported stands, without a "D" no pass
                     judge_done = True
@@ -616,7 +623,9 @@ def _send(obj: dict) -> None:
 
 
 def main(argv: list[str]) -> None:
-    global PROTO_IN, PROTO_OUT
+    global PROTO_IN, PROTO_OUT, JUDGE_FD
+    if "--judge-fd" in argv:
+        JUDGE_FD = int(argv[argv.index("--judge-fd") + 1])
     if "--uid" in argv:
         isolation.UID = int(argv[argv.index("--uid") + 1])
     hide = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--hide"]
@@ -662,6 +671,8 @@ def main(argv: list[str]) -> None:
                 "duration": 0.0,
             }
         _send(result)
+        if _RESTART[0]:
+            return  # the pool starts a fresh worker and sends the queued requests again
         _between_runs()
 
 
