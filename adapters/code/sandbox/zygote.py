@@ -25,10 +25,12 @@ Process tree (as root, where Linux namespaces are available)::
            └─ R   one per program: prompt + completion only (runner.py);
                   tmpfs as cwd/HOME/TMPDIR, rlimits, an unprivileged uid
 
-Strong mode: the zygote sends the judge the compiled test and the ends of
-a fresh pair of call pipes, forks R with the other ends, and waits for the
-judge's "done"; the verdict comes from the judge's records on the result
-pipe. In-process mode: R runs the instrumented test itself and reports on a
+Strong mode: the parent sends the compiled test straight to the judge on a
+pipe of its own (``--judge-fd``; this process never reads it, so no program
+forked from here ever held a test in its memory); the zygote sends the judge
+the run's number and the ends of a fresh pair of call pipes, forks R with
+the other ends, and waits for the judge's "done"; the verdict comes from the
+judge's records on the result pipe. In-process mode: R runs the instrumented test itself and reports on a
 nonce-tagged pipe (weaker; see SANDBOX.md).
 
 After each program every process it started is killed with ``kill(-1,
