@@ -262,3 +262,58 @@ def test_exception_subclasses_keep_their_name_and_builtin_bases(mode):
     with SandboxPool(1) as pool:
         (res,) = pool.map([build_program(RAISES, RAISES.canonical_solution)], mode=mode, **LIMITS)
     assert res.passed, (res.mode, res.detail)
+
+
+def _machine_interpreters() -> list[str]:
+    """Every Python executable of the machine's installations, outside the folders a pool hides."""
+    hidden = [os.path.realpath(h) for h in isolation.default_hidden_paths()]
+    found = []
+    for lib in isolation._python_libs():
+        prefix = os.path.dirname(os.path.dirname(lib))
+        for path in glob.glob(os.path.join(prefix, "bin", "python3*")):
+            real = os.path.realpath(path)
+            if any(real == h or real.startswith(h + "/") for h in hidden):
+                continue
+            if os.path.isfile(real) and os.access(real, os.X_OK) and real not in found:
+                with open(real, "rb") as f:
+                    if f.read(4) == b"\x7fELF":
+                        found.append(real)
+    return found
+
+
+@pytest.mark.skipif(not ROOT, reason="hidden files need root")
+def test_no_python_on_the_machine_gives_a_program_an_ffi():
+    """Running another interpreter (the system's, one bundled with a tool, which may have
+    ctypes built in) gives no FFI either: its extension files, or its libpython, are covered."""
+    pythons = _machine_interpreters()
+    if not pythons:
+        pytest.skip("no other Python here")
+    body = textwrap.dedent(
+        f"""
+        import os
+        def run(argv):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.dup2(w, 1)
+                os.dup2(w, 2)
+                try:
+                    os.execv(argv[0], argv)
+                finally:
+                    os._exit(126)
+            os.close(w)
+            out = b''
+            while chunk := os.read(r, 4096):
+                out += chunk
+            os.waitpid(pid, 0)
+            return out.decode(errors='replace')
+        for py in {pythons!r}:
+            for mod in ('_ctypes', '_cffi_backend', 'gi._gi'):
+                out = run([py, '-c', 'import ' + mod + '; print("ESCAPED-FFI", ' + repr(mod) + ')'])
+                print(py, mod, out.strip().splitlines()[-1:])
+        """
+    )
+    res = execute(body, timeout=20)
+    assert res.passed, (res.status, res.detail, res.output)
+    assert "ESCAPED-FFI" not in res.output, res.output
+    assert res.output.count("\n") == 3 * len(pythons), res.output

@@ -358,6 +358,38 @@ def _python_libs() -> list[str]:
     return sorted(d for d in dirs if os.path.isdir(d))
 
 
+#: Symbols of a built-in (statically linked) FFI in an interpreter or its libpython.
+_BUILTIN_FFI = (b"PyInit__ctypes", b"PyInit__cffi_backend")
+
+
+def _interpreters_with_builtin_ffi(libs: list[str]) -> list[str]:
+    """Interpreters (or their libpython) of the Pythons behind ``libs`` that have ctypes built in.
+
+    Such an interpreter (one bundled with another tool, say) gives a program
+    that runs it a full FFI in a child process, with no file to hide but
+    itself. Executables and shared libraries are scanned for the
+    :data:`_BUILTIN_FFI` init symbols; the running interpreter is left alone.
+    """
+    import mmap
+
+    prefixes = {os.path.dirname(os.path.dirname(lib)) for lib in libs if "/python" in lib}
+    running = os.path.realpath(sys.executable)
+    found = []
+    for prefix in sorted(prefixes):
+        for pattern in ("bin/python*", "lib*/libpython*.so*", "lib*/*/libpython*.so*"):
+            for path in glob.glob(os.path.join(prefix, pattern)):
+                real = os.path.realpath(path)
+                if real == running or real in found or not os.path.isfile(real):
+                    continue
+                try:
+                    with open(real, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+                        if any(m.find(sym) >= 0 for sym in _BUILTIN_FFI):
+                            found.append(real)
+                except (OSError, ValueError):  # unreadable, or empty
+                    pass
+    return found
+
+
 def hide_removed_modules() -> list[str]:
     """Cover every copy of the :data:`REMOVED` modules on this machine, inside our mount namespace.
 
@@ -365,30 +397,32 @@ def hide_removed_modules() -> list[str]:
     (``_ctypes.cpython-311-x86_64-linux-gnu.so``) a bind mount of
     ``/dev/null``: a program that puts the system's stdlib folders on
     ``sys.path`` (or loads a file by path with ``importlib``) finds nothing
-    to load. Called after the zygote has imported what it needs. Returns
-    the covered paths.
+    to load. An interpreter with ctypes built in (or its libpython) is
+    covered the same way, so it cannot be run. Called after the zygote has
+    imported what it needs. Returns the covered paths.
     """
     covered = []
-    for lib in _python_libs():
-        for name in REMOVED:
-            for path in glob.glob(os.path.join(lib, name)) + glob.glob(
-                os.path.join(lib, name + ".*")
-            ):
-                real = os.path.realpath(path)
-                try:
-                    if os.path.isdir(real):
-                        _mount(
-                            "tmpfs",
-                            real,
-                            "tmpfs",
-                            MS_NOSUID | MS_NODEV | MS_NOEXEC | 1,
-                            "size=4k,mode=755",
-                        )
-                    else:
-                        _mount("/dev/null", real, None, MS_BIND)
-                    covered.append(real)
-                except OSError:
-                    pass
+    libs = _python_libs()
+    paths = [
+        path
+        for lib in libs
+        for name in REMOVED
+        for path in glob.glob(os.path.join(lib, name)) + glob.glob(os.path.join(lib, name + ".*"))
+    ]
+    for path in paths + _interpreters_with_builtin_ffi(libs):
+        real = os.path.realpath(path)
+        if real in covered:
+            continue
+        try:
+            if os.path.isdir(real):
+                _mount(
+                    "tmpfs", real, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | 1, "size=4k,mode=755"
+                )
+            else:
+                _mount("/dev/null", real, None, MS_BIND)
+            covered.append(real)
+        except OSError:
+            pass
     return covered
 
 
