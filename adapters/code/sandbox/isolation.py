@@ -310,25 +310,39 @@ REMOVED = (
     "_xxtestfuzz",
 )
 
-#: Where Python installations live on a machine: ``<prefix>/lib*/python[23]*`` is looked for
-#: below each of these (bundled interpreters of other tools included).
+#: Where Python installations live on a machine: ``(top, lo, hi)`` means
+#: ``<top>/<lo..hi folders>/lib*/python[23]*`` (bundled interpreters of other tools included).
 _PYTHON_PREFIXES = (
-    "/usr",
-    "/usr/local",
-    "/usr/local/*",
-    "/usr/lib/*",
-    "/usr/lib/*/*",
-    "/usr/lib/*/*/*",
-    "/usr/lib64/*",
-    "/usr/share/*",
-    "/usr/share/*/*",
-    "/opt/*",
-    "/opt/*/*",
-    "/opt/*/*/*",
-    "/srv/*",
-    "/home/*/.pyenv/versions/*",
-    "/home/*/.local",
+    ("/usr", 0, 0),
+    ("/usr/local", 0, 1),
+    ("/usr/lib", 1, 3),
+    ("/usr/lib64", 1, 1),
+    ("/usr/share", 1, 2),
+    ("/opt", 1, 3),
+    ("/srv", 1, 1),
 )
+
+
+def _python_roots(top: str, lo: int, hi: int) -> list[str]:
+    """``<top>/<lo..hi folders>/lib*/python[23]*`` folders (one scandir per folder, no stat)."""
+    found, stack = [], [(top, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = [e for e in it if e.is_dir()]
+        except OSError:
+            continue
+        for e in entries:
+            if depth >= lo and e.name in ("lib", "lib64"):
+                try:
+                    with os.scandir(e.path) as it:
+                        found += [c.path for c in it if c.name[:7] in ("python2", "python3")]
+                except OSError:
+                    pass
+            if depth < hi:
+                stack.append((e.path, depth + 1))
+    return found
 
 
 def _python_libs() -> list[str]:
@@ -340,9 +354,10 @@ def _python_libs() -> list[str]:
     """
     stdlib = os.path.dirname(os.__file__)
     roots = {stdlib}
-    for prefix in _PYTHON_PREFIXES:
-        for lib in ("lib", "lib64"):
-            roots.update(glob.glob(f"{prefix}/{lib}/python[23]*"))
+    for top, lo, hi in _PYTHON_PREFIXES:
+        roots.update(_python_roots(top, lo, hi))
+    for pattern in ("/home/*/.pyenv/versions/*/lib/python[23]*", "/home/*/.local/lib/python[23]*"):
+        roots.update(glob.glob(pattern))
     try:
         import site
 
@@ -376,7 +391,8 @@ def _interpreters_with_builtin_ffi(libs: list[str]) -> list[str]:
     running = os.path.realpath(sys.executable)
     found = []
     for prefix in sorted(prefixes):
-        for pattern in ("bin/python*", "lib*/libpython*.so*", "lib*/*/libpython*.so*"):
+        arch_lib = f"lib/{os.uname().machine}-linux-gnu/libpython*.so*"  # Debian's multiarch
+        for pattern in ("bin/python*", "lib/libpython*.so*", "lib64/libpython*.so*", arch_lib):
             for path in glob.glob(os.path.join(prefix, pattern)):
                 real = os.path.realpath(path)
                 if real == running or real in found or not os.path.isfile(real):
