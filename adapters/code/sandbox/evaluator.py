@@ -97,10 +97,38 @@ def _write_back(old, new) -> None:
             old.update(new)
 
 
-def _exception(name: str, message: str) -> BaseException:
-    """A real exception for one the candidate raised: the builtin of that name, if there is one."""
-    cls = getattr(builtins, name, None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
+#: Exceptions whose meaning is control flow: raised inside the test's ``map``/``zip``/``for``
+#: they would end its iteration; like PEP 479, they arrive as a RuntimeError.
+_STOPS = ("StopIteration", "StopAsyncIteration")
+
+
+def _exception(name: str, message: str, ancestry) -> BaseException:
+    """A real exception for one the candidate raised, from its real builtin ancestry.
+
+    ``ancestry`` (the runner's ``_make_ancestry``) names the builtin classes
+    the exception's class derives from, most derived first. The first that
+    is a builtin ``Exception`` subclass is raised: itself when the class is
+    that builtin, else a subclass of it named ``name`` (an honest ``class
+    NegativeInput(ValueError)`` satisfies ``except ValueError``; a
+    completion's own ``class ValueError(Exception)`` does not). StopIteration
+    and StopAsyncIteration become RuntimeError; a class with no builtin
+    ancestor below ``Exception`` becomes :class:`CandidateError`.
+    """
+    base = None
+    for anc in ancestry if type(ancestry) is list else ():
+        cls = getattr(builtins, anc, None) if type(anc) is str else None
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            base = cls
+            break
+    if base is not None and base.__name__ in _STOPS:
+        return RuntimeError(f"the candidate raised {name}: {message}".rstrip(": "))
+    if base is not None and (base is not Exception or name == "Exception"):
+        cls = base
+        if name != base.__name__:
+            try:
+                cls = type(name, (base,), {"__module__": "candidate"})
+            except Exception:
+                cls = base
         try:
             return cls(message) if message else cls()
         except Exception:
@@ -339,8 +367,8 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
             _write_back(args, after[0])
             _write_back(kwargs, after[1])
             return reply[1]
-        if type(reply) is list and len(reply) == 3 and reply[0] == "x":
-            raise _exception(_clean(reply[1], 60), _clean(reply[2]))
+        if type(reply) is list and len(reply) == 4 and reply[0] == "x":
+            raise _exception(_clean(reply[1], 60), _clean(reply[2]), reply[3])
         if type(reply) is list and len(reply) == 2 and reply[0] == "n":
             raise NotPlainData(_clean(reply[1]))
         raise NotPlainData("malformed reply")

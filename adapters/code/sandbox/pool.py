@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..tasks import CodeTask
+from . import isolation
 from .programs import MODES, build_program, count_tests, make_job
 from .worker import Worker as _Worker
 from .worker import WorkerDied as _WorkerDied
@@ -174,9 +175,11 @@ class SandboxPool:
         may use).
     hide : sequence of path-like, optional
         Host directories that programs must not see (covered by an empty
-        tmpfs in the workers' private mount namespace, root only). Default:
-        the current directory, the virtualenv (``sys.prefix``) and ``$HOME``,
-        so a program cannot read the project's task files or answers.
+        tmpfs in the workers' private mount namespace, root only). Default
+        (``isolation.default_hidden_paths``): the current directory, the
+        virtualenv (``sys.prefix``), ``$HOME``, every non-stdlib folder on
+        ``sys.path`` and the data set's package folder, so a program cannot
+        read the project's task files or answers.
         System directories are never hidden.
     namespaces : bool
         Use Linux namespaces when available (default). False runs the
@@ -198,7 +201,7 @@ class SandboxPool:
             )
         self.workers = _check_params(1.0, 1, workers)[2] or len(os.sched_getaffinity(0))
         if hide is None:
-            hide = [os.getcwd(), sys.prefix, os.path.expanduser("~")]
+            hide = isolation.default_hidden_paths()
         self._hide = [os.fspath(p) for p in hide]
         self._namespaces = namespaces
         self._pid = os.getpid()

@@ -50,6 +50,37 @@ def _disable_tracing() -> None:
         threading.settrace = threading.setprofile = refuse
 
 
+def _make_stop_guard():
+    """``guard(fn)``: ``fn`` whose ``StopIteration`` / ``StopAsyncIteration`` become ``RuntimeError``.
+
+    Raised inside the test's ``map``/``zip``/``for``, a candidate's
+    StopIteration would end the test's iteration (``all(map(candidate,
+    xs))`` would be ``all([])``); like PEP 479 for generators, it becomes a
+    RuntimeError. Only plain functions are wrapped (``functools.wraps``
+    keeps their name and signature); classes and other callables pass as
+    they are. Bound before the program runs.
+    """
+    import functools
+    import types
+
+    update, function = functools.update_wrapper, types.FunctionType
+    stops, runtime, type_ = (StopIteration, StopAsyncIteration), RuntimeError, type
+
+    def guard(fn):
+        if type_(fn) is not function:
+            return fn
+
+        def candidate(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except stops as exc:
+                raise runtime(f"the candidate raised {type_(exc).__name__}") from exc
+
+        return update(candidate, fn)
+
+    return guard
+
+
 def _make_emitter(secret: list, fd: int):
     """``emit(line)``: write one nonce-tagged record to the result pipe.
 
@@ -94,6 +125,7 @@ def harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> No
     exit_ = os._exit
     BE, SE, ME = BaseException, SystemExit, MemoryError
     _type, _str, _repr, _exec, _compile = type, str, repr, exec, compile
+    guard = _make_stop_guard()
     stdout, stderr = sys.stdout, sys.stderr
 
     def describe(exc) -> str:
@@ -172,7 +204,7 @@ def harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> No
             if entry not in g:
                 raise NameError(f"name '{entry}' is not defined")
             g["check"] = check_fn
-            check_fn(g[entry])
+            check_fn(guard(g[entry]))
     except SE as exc:
         emit("E SystemExit " + _repr(exc.code)[:100].translate(ONE_LINE))
         finish()
@@ -296,6 +328,32 @@ def _describe(exc) -> str:
     return (name + " " + msg[:300].translate(ONE_LINE)).strip()
 
 
+def _make_ancestry():
+    """``ancestry(exc)``: the names of the real builtin classes ``type(exc)`` derives from.
+
+    Most derived first, from the class's ``__mro__``, matched by identity
+    against the builtin exception classes as they are when this is called
+    (before the program runs: a program that rebinds ``builtins.ValueError``
+    or defines its own ``class ValueError(Exception)`` does not change
+    them). A class merely *named* like a builtin is not that builtin; a
+    subclass of one is. The evaluator raises the most derived of them.
+    """
+    known = {
+        id(cls): name
+        for name, cls in vars(builtins).items()
+        if isinstance(cls, type) and issubclass(cls, BaseException)
+    }
+    mro_of, type_ = type.__dict__["__mro__"].__get__, type
+
+    def ancestry(exc) -> list:
+        try:
+            return [known[id(c)] for c in mro_of(type_(exc)) if id(c) in known]
+        except BaseException:
+            return []
+
+    return ancestry
+
+
 def write_message(fd: int, data: bytes) -> None:
     """One framed message: a 4-byte big-endian length, then the bytes."""
     view = memoryview(struct.pack(">I", len(data)) + data)
@@ -340,7 +398,8 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     Then, per call (a request ``["c", args, kwargs]``, or ``["b", [[args,
     kwargs], ...]]`` for several calls in order, answered one by one as
     each returns): ``["r", value]`` with plain data, ``["x", exception type
-    name, message]``, or ``["n", why]`` for a value that is not plain data.
+    name, message, names of its real builtin ancestors]`` (see
+    :func:`_make_ancestry`), or ``["n", why]`` for a value that is not plain data.
     Never returns.
     """
     import types
@@ -348,6 +407,7 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     # Everything used after the program's code has run is bound here, before it runs:
     # the program may replace builtins (BaseException, str, type, ...) or module attributes.
     send, encode, decode, read = write_message, codec.encode, codec.decode, read_message
+    ancestry = _make_ancestry()
     exit_ = os._exit
     BE, ME, CE = BaseException, MemoryError, codec.CodecError
     describe, max_bytes, _str = _describe, codec.MAX_BYTES, str
@@ -396,10 +456,10 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
         try:
             value = fn(*args, **kwargs)
         except ME:
-            reply = ["x", "MemoryError", ""]
+            reply = ["x", "MemoryError", "", ["MemoryError", "Exception", "BaseException"]]
         except BE as exc:
             name, _, text = describe(exc).partition(" ")
-            reply = ["x", name, text]
+            reply = ["x", name, text, ancestry(exc)]
         else:
             # "C" calls also bring back the arguments as the candidate left them (in-place changes)
             reply = ["r", value, [args, kwargs]] if back else ["r", value]
@@ -408,7 +468,7 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
         except CE as exc:
             data = encode(["n", _str(exc)[:300]])
         except ME:
-            data = encode(["x", "MemoryError", ""])
+            data = encode(["x", "MemoryError", "", ["MemoryError", "Exception", "BaseException"]])
         except BE as exc:  # e.g. RecursionError on a self-referencing value
             data = encode(["n", describe(exc)])
         send(rep_fd, data)
