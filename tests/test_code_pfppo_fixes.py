@@ -117,9 +117,9 @@ def changed_fraction(dtype, tokenizer):
         tokenizer, filter="none", samples_per_prompt=1, dtype=dtype, policy_lr=5e-7, ppo_epochs=1
     )
     trainer.config.lr_schedule = "constant"
-    from rewardfilter.adapters.code.ppo.trainer import _schedule
+    from rewardfilter.adapters.code.ppo.build import schedule
 
-    trainer.policy_sched = _schedule(trainer.policy_opt, trainer.config, 1)
+    trainer.policy_sched = schedule(trainer.policy_opt, trainer.config, 1)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     exp = trainer.make_experience(hand_rollout(tokenizer), np.array([1.0, -1.0]), np.ones(2))
     trainer.update(exp)
