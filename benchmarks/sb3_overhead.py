@@ -27,7 +27,11 @@ import time
 import torch as th
 from stable_baselines3 import PPO
 
-from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
+from rewardfilter.adapters.sb3 import (
+    FilteredRolloutBuffer,
+    FilterStatsCallback,
+    make_grouped_vec_env,
+)
 
 
 class TimedFilteredRolloutBuffer(FilteredRolloutBuffer):
@@ -39,14 +43,14 @@ class TimedFilteredRolloutBuffer(FilteredRolloutBuffer):
 
     own_seconds = 0.0
 
-    def _record(self, infos):
+    def _record(self, infos, sb3_rewards):
         start = time.perf_counter()
-        super()._record(infos)
+        super()._record(infos, sb3_rewards)
         TimedFilteredRolloutBuffer.own_seconds += time.perf_counter() - start
 
-    def _apply_filter(self, dones):
+    def _rank_and_weight(self, dones):
         start = time.perf_counter()
-        super()._apply_filter(dones)
+        super()._rank_and_weight(dones)
         TimedFilteredRolloutBuffer.own_seconds += time.perf_counter() - start
 
 
@@ -70,7 +74,8 @@ def train_seconds(buffer_kwargs: dict, args: argparse.Namespace) -> tuple[float,
         **buffer_kwargs,
     )
     start, cpu_start = time.perf_counter(), time.process_time()
-    model.learn(args.timesteps)
+    # the filtered buffer receives each step's infos from FilterStatsCallback (part of the overhead)
+    model.learn(args.timesteps, callback=FilterStatsCallback() if buffer_kwargs else None)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     venv.close()
     return elapsed, cpu

@@ -30,8 +30,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rewardfilter._validation import param_error
 from rewardfilter.envs.noise import NoiseModel
+from rewardfilter.validation import check_bool, check_scalar, is_number, param_error
 
 #: Bump when the cached arrays change meaning; older files are then refitted.
 FORMAT_VERSION = 1
@@ -90,13 +90,7 @@ class LearnedRewardConfig:
             ("max_iter", 1),
             ("seed", 0),
         ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, np.integer))
-                or value < minimum
-            ):
-                raise param_error(name, owner, f"an int >= {minimum}", value)
+            check_scalar(getattr(self, name), name, owner, "int", min_val=minimum)
         sizes = self.hidden_sizes
         if isinstance(sizes, list):
             sizes = tuple(sizes)
@@ -104,16 +98,12 @@ class LearnedRewardConfig:
         if (
             not isinstance(sizes, tuple)
             or not sizes
-            or not all(
-                isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
-                for h in sizes
-            )
+            or not all(is_number(h, "int") and h >= 1 for h in sizes)
         ):
             raise param_error(
                 "hidden_sizes", owner, "a non-empty tuple of ints >= 1", self.hidden_sizes
             )
-        if not isinstance(self.use_next_obs, bool):
-            raise param_error("use_next_obs", owner, "a bool", self.use_next_obs)
+        check_bool(self.use_next_obs, "use_next_obs", owner)
         if self.env_id is not None and not isinstance(self.env_id, str):
             raise param_error("env_id", owner, "a Gymnasium id string or None", self.env_id)
 

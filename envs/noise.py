@@ -17,42 +17,13 @@ than perturbing the true value.
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rewardfilter._validation import param_error
-
-
-def _check_float(
-    value: Any,
-    param: str,
-    owner: str,
-    *,
-    low: float = 0.0,
-    low_open: bool = False,
-    high: float | None = None,
-    high_open: bool = False,
-) -> float:
-    """Validate a float parameter against an interval; one message shape for every model."""
-    lo_br = "(" if low_open else "["
-    hi_br = ")" if high_open else "]"
-    interval = f"{lo_br}{low:g}, {'inf)' if high is None else f'{high:g}{hi_br}'}"
-    ok = (
-        isinstance(value, (int, float, np.number))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-    if ok:
-        ok = (value > low) if low_open else (value >= low)
-    if ok and high is not None:
-        ok = (value < high) if high_open else (value <= high)
-    if not ok:
-        raise param_error(param, owner, f"a float in {interval}", value)
-    return float(value)
+from rewardfilter.validation import check_choice, check_scalar, param_error
 
 
 class NoiseModel(ABC):
@@ -101,7 +72,7 @@ class GaussianNoiseConfig:
     )
 
     def __post_init__(self):
-        _check_float(self.std, "std", "gaussian noise")
+        check_scalar(self.std, "std", "gaussian noise", min_val=0)
 
 
 class GaussianNoise(NoiseModel):
@@ -140,12 +111,9 @@ class HeteroscedasticNoiseConfig:
     )
 
     def __post_init__(self):
-        _check_float(self.std, "std", "heteroscedastic noise")
-        _check_float(self.min_std, "min_std", "heteroscedastic noise", high=self.std)
-        if self.reliable not in _RELIABLE:
-            raise param_error(
-                "reliable", "heteroscedastic noise", f"one of {_RELIABLE}", self.reliable
-            )
+        check_scalar(self.std, "std", "heteroscedastic noise", min_val=0)
+        check_scalar(self.min_std, "min_std", "heteroscedastic noise", min_val=0, max_val=self.std)
+        check_choice(self.reliable, "reliable", "heteroscedastic noise", _RELIABLE)
 
 
 class HeteroscedasticNoise(NoiseModel):
@@ -177,6 +145,7 @@ class HeteroscedasticNoise(NoiseModel):
 
 
 _FLIPS = ("uniform", "adjacent")
+_RATE = {"min_val": 0.0, "max_val": 1.0, "include_boundaries": "left"}  # a probability < 1
 
 
 @dataclass(frozen=True)
@@ -201,17 +170,9 @@ class ConfusionNoiseConfig:
     )
 
     def __post_init__(self):
-        if (
-            isinstance(self.levels, bool)
-            or not isinstance(self.levels, (int, np.integer))
-            or self.levels < 2
-        ):
-            raise param_error("levels", "confusion noise", "an int >= 2", self.levels)
+        check_scalar(self.levels, "levels", "confusion noise", "int", min_val=2)
         if isinstance(self.error, (list, tuple, np.ndarray)):
-            rates = tuple(
-                _check_float(e, "error", "confusion noise", high=1.0, high_open=True)
-                for e in self.error
-            )
+            rates = tuple(check_scalar(e, "error", "confusion noise", **_RATE) for e in self.error)
             if len(rates) != self.levels:
                 raise param_error(
                     "error",
@@ -221,9 +182,8 @@ class ConfusionNoiseConfig:
                 )
             object.__setattr__(self, "error", rates)
         else:
-            _check_float(self.error, "error", "confusion noise", high=1.0, high_open=True)
-        if self.flip not in _FLIPS:
-            raise param_error("flip", "confusion noise", f"one of {_FLIPS}", self.flip)
+            check_scalar(self.error, "error", "confusion noise", **_RATE)
+        check_choice(self.flip, "flip", "confusion noise", _FLIPS)
 
     def matrix(self) -> np.ndarray:
         """The row-stochastic confusion matrix ``C[i, j] = P(observed j | true i)``."""

@@ -13,7 +13,6 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from rewardfilter._validation import param_error
 from rewardfilter.envs.learned import LearnedRewardConfig, LearnedRewardModel
 from rewardfilter.envs.noise import (
     ConfusionNoise,
@@ -27,6 +26,7 @@ from rewardfilter.envs.noise import (
     NoNoiseConfig,
     config_from_kwargs,
 )
+from rewardfilter.validation import check_bool, param_error
 
 #: name -> (model class, config dataclass)
 NOISE_MODELS: dict[str, tuple[type[NoiseModel], type]] = {
@@ -135,8 +135,7 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return_range=return_range,
         )
         gym.Wrapper.__init__(self, env)
-        if not isinstance(episode_level, bool):
-            raise param_error("episode_level", "NoisyReward", "a bool", episode_level)
+        check_bool(episode_level, "episode_level", "NoisyReward")
         self.reward_bounds = _check_range(reward_range, "reward_range")
         self.return_bounds = _check_range(
             return_range if return_range is not None else reward_range, "return_range"

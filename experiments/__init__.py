@@ -1,11 +1,17 @@
 """Comparative experiments: which filter helps where, with honest numbers.
 
-* :mod:`~rewardfilter.experiments.config`: YAML configs (tasks, noise models,
-  methods, seeds, budgets, hyperparameters) validated in one place;
+* :mod:`~rewardfilter.experiments.schema`: the config dataclasses (tasks, noise
+  models, methods, seeds, budgets, hyperparameters), each field with its help;
+* :mod:`~rewardfilter.experiments.config`: reading a YAML config and validating
+  it in one place (:mod:`~rewardfilter.experiments.domains.checks`: what each
+  domain accepts);
 * :mod:`~rewardfilter.experiments.runner`: the resumable runner on a local
   process pool or Ray (``rewardfilter run CONFIG``);
 * :mod:`~rewardfilter.experiments.report`: the paper-style table and plots
-  (``rewardfilter report DIR``);
+  (``rewardfilter report DIR``), built from
+  :mod:`~rewardfilter.experiments.statistics` (bootstrap CIs),
+  :mod:`~rewardfilter.experiments.tables` (CSV, Markdown) and
+  :mod:`~rewardfilter.experiments.plots` (PNG);
 * :mod:`~rewardfilter.experiments.domains`: the registry of domains (control,
   code, and a fast built-in bandit), each a function ``run_fn(run, log)``.
 
@@ -32,8 +38,9 @@ from rewardfilter.experiments.config import (
     load_config,
     parse_config,
 )
-from rewardfilter.experiments.report import ReportOptions, bootstrap_ci, make_report
+from rewardfilter.experiments.report import ReportOptions, make_report
 from rewardfilter.experiments.runner import RunOptions, RunSummary, finished_runs, run_experiment
+from rewardfilter.experiments.statistics import bootstrap_ci, normalised_ci
 
 __all__ = [
     "STANDARD_METHODS",
@@ -51,6 +58,7 @@ __all__ = [
     "finished_runs",
     "load_config",
     "make_report",
+    "normalised_ci",
     "parse_config",
     "run_experiment",
 ]

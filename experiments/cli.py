@@ -12,27 +12,12 @@ import argparse
 import dataclasses
 import sys
 
-
-def _add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per dataclass field, with the field's help text."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.type in (bool, "bool"):
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
-            )
-            continue
-        choices = f.metadata.get("choices")
-        kind = int if "int" in str(f.type) else str
-        parser.add_argument(flag, type=kind, default=f.default, choices=choices, help=help_text)
+from rewardfilter.io import add_dataclass_arguments
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rewardfilter.experiments.config import ConfigError, load_config
-    from rewardfilter.experiments.runner import RunOptions, run_experiment
+    from rewardfilter.experiments.runner import RunnerError, RunOptions, run_experiment
 
     try:
         config = load_config(args.config)
@@ -40,7 +25,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     options = RunOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)})
-    summary = run_experiment(config, options)
+    try:
+        summary = run_experiment(config, options)
+    except (ConnectionError, RunnerError, ValueError) as exc:  # --address, OUT, an option
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{summary.total} runs in {summary.out}: {summary.skipped} already finished, "
         f"{len(summary.completed)} completed now, {len(summary.failed)} failed."
@@ -62,7 +51,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.markdown)
-    print("\nwrote " + ", ".join(str(p) for p in report.files))
+    if report.files:
+        print("\nwrote " + ", ".join(str(p) for p in report.files))
+    else:
+        print(
+            f"\n{args.dir} is read-only: nothing written "
+            "(--out DIR writes the tables and plots elsewhere)."
+        )
     return 0
 
 
@@ -93,7 +88,7 @@ def add_subcommands(subparsers) -> None:
     run.add_argument(
         "config", help="YAML config file (or the name of a shipped one, e.g. demo.yaml)."
     )
-    _add_options(run, RunOptions)
+    add_dataclass_arguments(run, RunOptions)
     run.set_defaults(func=cmd_run)
 
     report = subparsers.add_parser(
@@ -101,5 +96,5 @@ def add_subcommands(subparsers) -> None:
         help="Summarise an experiment folder: tables (CSV, Markdown) and plots (PNG).",
     )
     report.add_argument("dir", help="Output folder of 'rewardfilter run'.")
-    _add_options(report, ReportOptions, skip=("dir",))
+    add_dataclass_arguments(report, ReportOptions, skip=("dir",))
     report.set_defaults(func=cmd_report)

@@ -1,37 +1,55 @@
-"""Experiment configs: what to compare, on what, for how long.
+"""Experiment configs: read a YAML file and validate it into the schema, in one place.
 
 A config file (YAML) names a domain, its tasks, the noise models that corrupt
 the reward, the methods to compare, the seeds, the budget and the
-hyperparameters. :func:`load_config` validates all of it *in one place* before
-anything runs: every problem is reported with its key path and the reason
-(``methods[3].filter: Unknown filter spec 'bx' ...``), all problems at once,
-so a typo never costs a night of compute.
-
-Every field of the dataclasses below carries its help text in
-``metadata["help"]`` (as TRL's configs do); :func:`describe` prints them, and
-the command line builds its options from the same text.
-
-A method is a *name* plus what defines it: the reward it trains on (the true
-reward or the noisy one), the group size N (episodes sampled per start state,
-responses per prompt) and a filter spec (:func:`rewardfilter.make_filter`).
-Standard methods can be named by a short alias in the YAML (``- BR``); see
-:data:`STANDARD_METHODS`.
+hyperparameters (the dataclasses of :mod:`rewardfilter.experiments.schema`).
+:func:`load_config` validates all of it *in one place* before anything runs:
+every problem is reported with its key path and the reason
+(``methods[3].filter: Unknown filter spec 'bx' ...``,
+``hparams.lrr: unknown hyperparameter of the bandit domain; did you mean 'lr'?``),
+all problems at once, so a typo never costs a night of compute. What each
+domain accepts (task ids, noise models and their parameters, hyperparameters
+and their ranges) is checked by :mod:`rewardfilter.experiments.domains.checks`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Default group size N for standard methods when the config gives none (the paper's N = 5
-#: is for code; 4 divides the usual vectorised-env counts).
-DEFAULT_GROUP_SIZE = 4
+from rewardfilter.experiments.schema import (
+    DEFAULT_GROUP_SIZE,
+    STANDARD_METHODS,
+    STANDARD_SET,
+    BudgetConfig,
+    ExperimentConfig,
+    MethodConfig,
+    NoiseConfig,
+    ReportConfig,
+    TaskConfig,
+    describe,
+    run_id,
+)
+
+__all__ = [
+    "DEFAULT_GROUP_SIZE",
+    "STANDARD_METHODS",
+    "STANDARD_SET",
+    "BudgetConfig",
+    "ConfigError",
+    "ExperimentConfig",
+    "MethodConfig",
+    "NoiseConfig",
+    "ReportConfig",
+    "TaskConfig",
+    "describe",
+    "load_config",
+    "parse_config",
+    "run_id",
+]
 
 
 class ConfigError(ValueError):
@@ -44,248 +62,6 @@ class ConfigError(ValueError):
         super().__init__(
             f"Invalid experiment config {source} ({len(self.errors)} problem(s)):\n{lines}"
         )
-
-
-@dataclass(frozen=True)
-class BudgetConfig:
-    """How long each run trains and how often it is evaluated."""
-
-    steps: int = field(
-        default=50_000,
-        metadata={
-            "help": "Training budget per run: environment steps (control) or PPO iterations (code)."
-        },
-    )
-    eval_every: int = field(
-        default=10_000,
-        metadata={
-            "help": "Evaluate the true (and noisy) return every this many steps; also at the end."
-        },
-    )
-    eval_episodes: int = field(
-        default=5,
-        metadata={"help": "Episodes (control) or prompts (code) per evaluation."},
-    )
-
-
-@dataclass(frozen=True)
-class NoiseConfig:
-    """One noise model: how the training reward differs from the true reward."""
-
-    name: str = field(metadata={"help": "Short label used in run ids and report columns."})
-    model: str = field(
-        default="none",
-        metadata={
-            "help": "Noise model of the domain (control: none, gaussian, heteroscedastic, confusion, learned)."
-        },
-    )
-    kwargs: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Parameters of the noise model, passed as they are."},
-    )
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """One task of the domain, with its own hyperparameters."""
-
-    id: str = field(metadata={"help": "Task id, e.g. a Gymnasium id 'rewardfilter/Pendulum-v1'."})
-    label: str = field(
-        default="",
-        metadata={
-            "help": "Short name for tables and run ids; defaults to the id without its namespace."
-        },
-    )
-    hparams: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Hyperparameters for this task; override the config-level 'hparams'."},
-    )
-    budget: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Budget overrides for this task (steps, eval_every, eval_episodes)."},
-    )
-    noise: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            "help": "Names of the noise models this task runs under (default: all), e.g. only "
-            "those under which the noisy reward measurably hurts on this task."
-        },
-    )
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """One method compared: reward source, group size N and filter."""
-
-    name: str = field(metadata={"help": "Row label in the report, e.g. 'PF-PPO (BR)'."})
-    reward: str = field(
-        default="noisy",
-        metadata={
-            "help": "'noisy' trains on the corrupted reward, 'true' on the true one (the oracle)."
-        },
-    )
-    group_size: int = field(
-        default=DEFAULT_GROUP_SIZE,
-        metadata={"help": "N: episodes sampled from the same start state (responses per prompt)."},
-    )
-    filter: str = field(
-        default="none",
-        metadata={
-            "help": "Filter spec for rewardfilter.make_filter: none, bon, br, bw, random:K, rank:..."
-        },
-    )
-    hparams: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Hyperparameters for this method only; override the task's."},
-    )
-    noise: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            "help": "Names of the noise models this method runs under (default: all), e.g. an "
-            "ensemble-disagreement filter only where the reward model is an ensemble."
-        },
-    )
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Which methods anchor the normalised score."""
-
-    baseline: str | None = field(
-        default="PPO-M",
-        metadata={
-            "help": "Method whose mean final true return scores 0 (noisy PPO-M in the paper)."
-        },
-    )
-    oracle: str | None = field(
-        default="oracle",
-        metadata={
-            "help": "Method whose mean final true return scores 1 (trained on the true reward)."
-        },
-    )
-
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """A whole comparison: the grid tasks x noise models x methods x seeds."""
-
-    name: str = field(
-        metadata={"help": "Experiment name; the default output folder is runs/<name>."}
-    )
-    domain: str = field(
-        metadata={"help": "Domain that runs each run (see rewardfilter.experiments.domains)."}
-    )
-    tasks: tuple[TaskConfig, ...] = field(metadata={"help": "Tasks (table columns)."})
-    methods: tuple[MethodConfig, ...] = field(metadata={"help": "Methods (table rows)."})
-    seeds: tuple[int, ...] = field(
-        default=(0, 1, 2),
-        metadata={
-            "help": "Seeds: a list of ints, or an int n for 0..n-1. Every method sees the same seeds."
-        },
-    )
-    noise: tuple[NoiseConfig, ...] = field(
-        default=(NoiseConfig(name="none"),),
-        metadata={"help": "Noise models; every task runs under each of them."},
-    )
-    budget: BudgetConfig = field(default_factory=BudgetConfig, metadata={"help": "Default budget."})
-    hparams: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Hyperparameters shared by every task and method."}
-    )
-    group_size: int = field(
-        default=DEFAULT_GROUP_SIZE,
-        metadata={"help": "Default N for methods named by a standard alias."},
-    )
-    report: ReportConfig = field(
-        default_factory=ReportConfig, metadata={"help": "Report settings."}
-    )
-
-    def expand(self, out_dir: str | Path | None = None) -> list[dict[str, Any]]:
-        """The grid as a list of plain JSON-able run dicts, in a stable order.
-
-        Each run carries its own seed and a stable ``run_id``: a readable slug
-        plus a hash of everything that defines the run, so that re-running the
-        same config finds its finished runs, and changing a run's definition
-        (its budget, a hyperparameter) gives it a new id instead of silently
-        reusing stale results.
-        """
-        runs = []
-        for task in self.tasks:
-            budget = {**dataclasses.asdict(self.budget), **task.budget}
-            for noise in self.noise:
-                if task.noise and noise.name not in task.noise:
-                    continue
-                for method in self.methods:
-                    if method.noise and noise.name not in method.noise:
-                        continue
-                    for seed in self.seeds:
-                        run = {
-                            "domain": self.domain,
-                            "task": task.id,
-                            "task_label": task.label,
-                            "noise": dataclasses.asdict(noise),
-                            "method": {
-                                "name": method.name,
-                                "reward": method.reward,
-                                "group_size": method.group_size,
-                                "filter": method.filter,
-                            },
-                            "seed": int(seed),
-                            "budget": budget,
-                            "hparams": {**self.hparams, **task.hparams, **method.hparams},
-                        }
-                        run = json.loads(json.dumps(run))  # plain JSON types only
-                        run["run_id"] = run_id(run)
-                        if out_dir is not None:
-                            run["out_dir"] = str(Path(out_dir) / "runs" / run["run_id"] / "scratch")
-                        else:
-                            run["out_dir"] = None
-                        runs.append(run)
-        return runs
-
-    def to_dict(self) -> dict[str, Any]:
-        """The normalised config as plain data (what the runner snapshots beside the results)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-
-
-def run_id(run: dict[str, Any]) -> str:
-    """Readable, stable id of a run: ``<task>-<noise>-<method>-s<seed>-<hash8>``."""
-    defining = {k: v for k, v in run.items() if k not in ("run_id", "out_dir")}
-    digest = hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:8]
-    parts = [run["task_label"], run["noise"]["name"], run["method"]["name"]]
-    return "-".join(_slug(p) for p in parts) + f"-s{run['seed']}-{digest}"
-
-
-# --------------------------------------------------------------------------- standard methods
-
-#: alias (case-insensitive) -> (name, reward, group size or None for the config's N, filter).
-STANDARD_METHODS: dict[str, tuple[str, str, int | None, str]] = {
-    "oracle": ("oracle", "true", None, "none"),
-    "ppo-s": ("PPO-S", "noisy", 1, "none"),
-    "ppo-m": ("PPO-M", "noisy", None, "none"),
-    "random:2": ("random:2", "noisy", None, "random:2"),
-    "bon": ("PF-PPO (BoN)", "noisy", None, "bon"),
-    "br": ("PF-PPO (BR)", "noisy", None, "br"),
-    "bw": ("PF-PPO (BW)", "noisy", None, "bw"),
-    "uncertainty": ("uncertainty:0.25", "noisy", None, "uncertainty:0.25"),
-    "adaptive": ("PF-PPO (adaptive)", "noisy", None, "adaptive"),
-}
-
-#: The standard comparison, in table order.
-STANDARD_SET = (
-    "oracle",
-    "ppo-s",
-    "ppo-m",
-    "random:2",
-    "bon",
-    "br",
-    "bw",
-    "uncertainty",
-    "adaptive",
-)
 
 
 # --------------------------------------------------------------------------- validation (one place)
@@ -341,6 +117,10 @@ class _Checker:
             self.error(path, f"must be a non-empty list; got {_show(value)}.")
             return None
         return value
+
+
+#: a config name is a folder name below runs/
+_SAFE_NAME = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_.-]+")
 
 
 def _join(path: str, key: Any) -> str:
@@ -448,6 +228,12 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
             c.error(key, "is required.")
 
     name = c.string(raw.get("name"), "name") if "name" in raw else None
+    if name is not None and not _SAFE_NAME.fullmatch(name):
+        c.error(
+            "name",
+            "must be a plain folder name (letters, digits, '.', '_', '-'; not '.' or '..'), "
+            f"since the default output folder is runs/<name>; got {name!r}.",
+        )
     domain = raw.get("domain")
     if "domain" in raw and domain not in DOMAINS:
         c.error(
@@ -485,6 +271,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     )
 
     tasks: list[TaskConfig] = []
+    task_indices: list[int] = []  # position of each valid task in the file, for messages
     for i, t in enumerate(c.sequence(raw["tasks"], "tasks") or [] if "tasks" in raw else []):
         path = f"tasks[{i}]"
         if isinstance(t, str):
@@ -497,6 +284,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
             continue
         label = t.get("label") or tid.split("/")[-1]
         label = c.string(label, _join(path, "label")) or tid
+        task_indices.append(i)
         tasks.append(
             TaskConfig(
                 id=tid,
@@ -559,6 +347,8 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
                 f"names no method; got {_show(value)}; methods: {', '.join(sorted(names))}.",
             )
 
+    if domain in DOMAINS:
+        _check_domain(c, domain, hparams, tasks, task_indices, noises, methods, indices)
     if c.errors:
         raise ConfigError(c.errors, source)
     return ExperimentConfig(
@@ -573,6 +363,39 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
         group_size=default_n,
         report=report,
     )
+
+
+def _check_domain(c, domain, hparams, tasks, task_indices, noises, methods, indices) -> None:
+    """What the domain accepts: task ids, noise models, hyperparameters (names, values, n_envs)."""
+    from rewardfilter.experiments.domains import checks
+
+    checks.check_hparams(domain, hparams, "hparams", c.error)
+    for i, task in zip(task_indices, tasks, strict=True):
+        checks.check_task(domain, task.id, f"tasks[{i}].id", c.error)
+        checks.check_hparams(domain, task.hparams, f"tasks[{i}].hparams", c.error)
+    for i, nz in enumerate(noises):
+        checks.check_noise(domain, nz.model, nz.kwargs, f"noise[{i}]", c.error)
+    for i, m in zip(indices, methods, strict=True):
+        checks.check_hparams(domain, m.hparams, f"methods[{i}].hparams", c.error)
+    # n_envs (wherever it is set) against the group size of every method it applies to
+    for ti, task in zip(task_indices, tasks, strict=True):
+        for i, m in zip(indices, methods, strict=True):
+            for path, hp in (
+                (f"methods[{i}]", m.hparams),
+                (f"tasks[{ti}]", task.hparams),
+                ("", hparams),
+            ):
+                if "n_envs" in hp:
+                    where = f"{path}.hparams.n_envs" if path else "hparams.n_envs"
+                    checks.check_group_sizes(
+                        domain, [(where, hp["n_envs"])], [(m.name, m.group_size)], c.error
+                    )
+                    break
+            else:
+                checks.check_group_sizes(
+                    domain, [("hparams.n_envs (default 8)", 8)], [(m.name, m.group_size)], c.error
+                )
+    c.errors[:] = list(dict.fromkeys(c.errors))  # one message per problem
 
 
 def _noise_names(c: _Checker, raw: Any, path: str) -> list[str]:
@@ -614,20 +437,3 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except yaml.YAMLError as exc:
         raise ConfigError([f"(file): not valid YAML: {exc}"], str(p)) from None
     return parse_config(raw, str(p))
-
-
-def describe(cls: type = ExperimentConfig) -> str:
-    """The help text of every field of a config dataclass, one line each."""
-    lines = [f"{cls.__name__}: {cls.__doc__.strip().splitlines()[0]}"]
-    for f in dataclasses.fields(cls):
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (
-                "(required)"
-                if f.default_factory is dataclasses.MISSING
-                else copy.deepcopy(f.default_factory())
-            )
-        )
-        lines.append(f"  {f.name}: {f.metadata.get('help', '')} [default: {default}]")
-    return "\n".join(lines)

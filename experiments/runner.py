@@ -1,23 +1,16 @@
 """The runner: expand a config into runs, execute the unfinished ones, record results.
 
-Layout of an output folder::
-
-    OUT/config.yaml                 the validated config, as run
-    OUT/manifest.json               the run ids of the grid (what ``report`` reads)
-    OUT/runs/<run_id>/run.json      the run's full definition (one expanded grid cell)
-    OUT/runs/<run_id>/progress.jsonl  live evaluation records, appended while it runs
-    OUT/runs/<run_id>/records.jsonl the evaluation records, written when the run ends
-    OUT/runs/<run_id>/final.json    the final record; its presence marks the run done
-    OUT/runs/<run_id>/scratch/      the domain's ``out_dir`` (checkpoints)
-
-Why it survives a SIGKILL: only the driver writes ``records.jsonl`` and
-``final.json``, each to a temporary file first and then ``os.replace``\\ d into
-place (atomic on POSIX), records first and the final record last. A run is
-finished iff ``final.json`` exists and parses, so a restart skips exactly the
-finished runs, and redoes a run killed half-way from a clean slate (its
-``progress.jsonl`` is truncated) -- no run is lost and none is counted twice.
-Workers of the local pool die with the driver (``PR_SET_PDEATHSIG`` plus a
+The output folder (its layout, the integrity of its records, its lock) is
+:mod:`rewardfilter.experiments.outdir`'s job. A run is done when its records
+and stamped final record are committed, so a SIGKILL at any moment loses no
+finished run and counts none twice; a run killed half-way is redone from a
+clean slate. Workers of the local pool die with the driver (``PR_SET_PDEATHSIG`` plus a
 parent watchdog), so a killed runner leaves no orphans computing stale runs.
+
+One folder, one sweep, one runner: an OUT holding a different config is refused
+(naming what differs) unless ``--restart``; a second runner on the same OUT is
+refused while the first holds the lock; a finished sweep in a read-only OUT
+re-runs as a no-op, and any write it would need fails with one clear message.
 
 Determinism: each run seeds Python, numpy and torch from its own seed and
 uses one torch thread, in a fresh worker, so the same run gives the same
@@ -26,19 +19,31 @@ records on the local pool and on Ray.
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import random
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rewardfilter.experiments.config import ExperimentConfig, load_config
+from rewardfilter.experiments.outdir import (  # noqa: F401  (re-exported: the runner's API)
+    RunnerError,
+    check_same_config,
+    commit,
+    finished_runs,
+    folder_lock,
+    pending,
+    prepare,
+    read_final,
+    start_over,
+    unwritable_message,
+)
+from rewardfilter.io import append_jsonl, atomic_write_text, jsonable, read_jsonl
 
 #: environment every worker gets before torch or numpy's BLAS start their thread pools
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -73,6 +78,13 @@ class RunOptions:
         default=None, metadata={"help": "Output folder; default runs/<config name>."}
     )
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    restart: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over: delete the runs, config and manifest already in OUT. Without it, "
+            "an OUT holding a sweep of a different config is refused, naming what differs."
+        },
+    )
 
 
 @dataclass
@@ -88,53 +100,6 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-# --------------------------------------------------------------------------- files
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays to plain Python, recursively (JSON has no numpy types)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
-def read_final(run_dir: Path) -> dict[str, Any] | None:
-    """The final record of a finished run, or None if the run is not finished."""
-    try:
-        return json.loads((run_dir / "final.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (a killed writer) is ignored."""
-    out = []
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return out
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 # --------------------------------------------------------------------------- worker side
@@ -201,15 +166,14 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
         missing = [k for k in ("step", "true_return") if k not in record]
         if missing:
             raise ValueError(f"An evaluation record needs {missing}; got keys {sorted(record)}.")
-        rec = {k: float("nan") for k in RECORD_KEYS} | _jsonable(dict(record))
+        rec = {k: float("nan") for k in RECORD_KEYS} | jsonable(dict(record))
         records.append(rec)
         if progress is not None:
-            with open(progress, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            append_jsonl(progress, rec)
 
     start, cpu_start = time.perf_counter(), time.process_time()
     final = fn(run, log)
-    final = {k: float("nan") for k in RECORD_KEYS} | _jsonable(
+    final = {k: float("nan") for k in RECORD_KEYS} | jsonable(
         dict(final or (records[-1] if records else {}))
     )
     final["wall_s"] = round(time.perf_counter() - start, 3)
@@ -218,39 +182,6 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- driver side
-
-
-def prepare(
-    config: ExperimentConfig, out: Path
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Write the config snapshot and manifest; return (all runs, runs still to do)."""
-    import yaml
-
-    out.mkdir(parents=True, exist_ok=True)
-    runs = config.expand(out)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    atomic_write_text(out / "manifest.json", json.dumps([r["run_id"] for r in runs], indent=1))
-    todo = []
-    for run in runs:
-        run_dir = out / "runs" / run["run_id"]
-        if read_final(run_dir) is not None:
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("progress.jsonl", "records.jsonl", "error.txt"):
-            (run_dir / stale).unlink(missing_ok=True)
-        atomic_write_text(run_dir / "run.json", json.dumps(run, indent=1))
-        todo.append(run)
-    return runs, todo
-
-
-def commit(out: Path, result: dict[str, Any]) -> None:
-    """Write a finished run's results: records first, the final record (the done marker) last."""
-    run_dir = out / "runs" / result["run_id"]
-    atomic_write_text(
-        run_dir / "records.jsonl", "".join(json.dumps(r) + "\n" for r in result["records"])
-    )
-    atomic_write_text(run_dir / "final.json", json.dumps(result["final"], indent=1))
-    (run_dir / "progress.jsonl").unlink(missing_ok=True)
 
 
 class _Progress:
@@ -283,7 +214,7 @@ class _Progress:
             path = self.out / "runs" / run_id / "progress.jsonl"
             if not path.exists():
                 continue
-            recs = read_jsonl(path)
+            recs = read_jsonl(path, errors="skip")  # a worker may be appending right now
             step = recs[-1]["step"] if recs else 0
             label = f"{run['task_label']}|{run['method']['name']}|s{run['seed']}"
             current.append(f"{label} {100 * step / max(1, run['budget']['steps']):.0f}%")
@@ -299,6 +230,7 @@ def _run_local(todo, workers, on_done, on_error, progress) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    before = set(mp.active_children())
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
     )
@@ -316,18 +248,48 @@ def _run_local(todo, workers, on_done, on_error, progress) -> None:
     except BaseException:
         # Ctrl-C (or any error here): stop now. A plain shutdown would first run every queued
         # run; the workers are ours, so end them (unfinished runs are redone next time).
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        for proc in set(mp.active_children()) - before:  # the pool's workers (public API only)
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
 
 
-def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail within ``timeout`` seconds, naming ``address``, if no Ray cluster can be there.
+
+    Ray itself retries an unreachable address for minutes with warnings only.
+    ``auto`` (a cluster started on this machine) is left to Ray, which answers
+    at once; ``host:port`` and ``ray://host:port`` must accept a TCP connection.
+    """
+    import socket
+
+    if address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(
+            f"The 'address' option must be 'auto', 'HOST:PORT' or 'ray://HOST:PORT'; got {address!r}."
+        )
     try:
-        import ray
-    except ImportError as exc:
-        raise RuntimeError("The ray backend needs Ray: pip install 'rewardfilter[ray]'.") from exc
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConnectionError(
+            f"No Ray cluster reachable at --address {address!r} ({exc}); start one with "
+            "'ray start --head' or check the host and port."
+        ) from None
+
+
+def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
+    from rewardfilter.extras import check_modules
+
+    check_modules(("ray",), "ray", "The 'ray' backend")
+    import ray
+
+    if address:
+        check_ray_address(address)
 
     started = not ray.is_initialized()
     if started:
@@ -340,7 +302,12 @@ def _run_ray(todo, workers, address, on_done, on_error, progress) -> None:
             kwargs["address"] = address
         else:
             kwargs["num_cpus"] = workers
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"Cannot connect to Ray at --address {address!r}: {exc}"
+            ) from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         refs = {remote.remote(run): run["run_id"] for run in todo}
@@ -387,7 +354,37 @@ def run_experiment(
         raise ValueError(f"The 'backend' option must be 'local' or 'ray'; got {options.backend!r}.")
     if options.workers is not None and options.workers < 1:
         raise ValueError(f"The 'workers' option must be an int >= 1; got {options.workers!r}.")
+    from rewardfilter.experiments.domains import check_requirements
+
+    check_requirements(config.domain)  # a missing extra: one message, before anything is written
+    if options.backend == "ray":
+        from rewardfilter.extras import check_modules
+
+        check_modules(("ray",), "ray", "The 'ray' backend")
+        if options.address:
+            check_ray_address(options.address)
     out = Path(options.out or Path("runs") / config.name)
+    if not options.restart:
+        check_same_config(config, out)
+        runs = config.expand(out)
+        if out.is_dir() and not pending(runs, out):  # nothing to write: works read-only too
+            return RunSummary(out=out, total=len(runs), skipped=len(runs), completed=[], failed={})
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out):
+            if options.restart:
+                start_over(out)
+            return _execute(config, out, options)
+    except PermissionError as exc:  # also EROFS, as OSError below
+        raise RunnerError(unwritable_message(out, exc)) from None
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES):
+            raise RunnerError(unwritable_message(out, exc)) from None
+        raise
+
+
+def _execute(config: ExperimentConfig, out: Path, options: RunOptions) -> RunSummary:
+    """Prepare ``out`` and run what is unfinished (the caller holds the folder's lock)."""
     runs, todo = prepare(config, out)
     skipped = len(runs) - len(todo)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -417,28 +414,3 @@ def run_experiment(
     finally:
         progress.close()
     return RunSummary(out=out, total=len(runs), skipped=skipped, completed=completed, failed=failed)
-
-
-def finished_runs(out: str | Path, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Load every finished run under ``out`` (those of its manifest by default).
-
-    Each item: the run definition plus ``records`` and ``final``.
-    """
-    out = Path(out)
-    if run_ids is None:
-        manifest = out / "manifest.json"
-        if manifest.exists():
-            run_ids = json.loads(manifest.read_text())
-        else:
-            run_ids = sorted(p.name for p in (out / "runs").glob("*") if p.is_dir())
-    loaded = []
-    for run_id in run_ids:
-        run_dir = out / "runs" / run_id
-        final = read_final(run_dir)
-        if final is None:
-            continue
-        run = json.loads((run_dir / "run.json").read_text())
-        run["records"] = read_jsonl(run_dir / "records.jsonl")
-        run["final"] = final
-        loaded.append(run)
-    return loaded

@@ -14,20 +14,21 @@ Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters`
 
 from rewardfilter.filters import (
     ACCEPTED_SPECS,
-    AdaptiveFilter,
     BestOfN,
     BestRandom,
     BestWorst,
+    Compose,
     Filter,
     NoFilter,
-    NotFittedError,
     RandomK,
     RankWeights,
     Threshold,
     TopK,
     Uncertainty,
     make_filter,
+    register_spec,
 )
+from rewardfilter.group_filters import StdTop, ZeroStd
 from rewardfilter.reliability import (
     ReliabilityCurve,
     auc,
@@ -37,9 +38,25 @@ from rewardfilter.reliability import (
     reliability_curve,
     spearman,
 )
-from rewardfilter.selection import FilterScore, filtered_r2, rank_filters
+from rewardfilter.selection import (
+    AdaptiveFilter,
+    FewKeptSamplesWarning,
+    FilterScore,
+    filtered_r2,
+    rank_filters,
+)
+from rewardfilter.stats import FilterStats, filter_stats
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":  # scikit-learn's class, imported on first use (keeps import light)
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCEPTED_SPECS",
@@ -47,23 +64,30 @@ __all__ = [
     "BestOfN",
     "BestRandom",
     "BestWorst",
+    "Compose",
+    "FewKeptSamplesWarning",
     "Filter",
     "FilterScore",
+    "FilterStats",
     "NoFilter",
     "NotFittedError",
     "RandomK",
     "RankWeights",
     "ReliabilityCurve",
+    "StdTop",
     "Threshold",
     "TopK",
     "Uncertainty",
+    "ZeroStd",
     "auc",
     "ensemble_std",
+    "filter_stats",
     "filtered_r2",
     "make_filter",
     "mse",
     "r2",
     "rank_filters",
+    "register_spec",
     "reliability_curve",
     "spearman",
     "__version__",

@@ -13,12 +13,16 @@ import importlib
 import sys
 
 from rewardfilter import __version__
+from rewardfilter.extras import from_import_error
 
 SUBCOMMAND_MODULES = (
     "rewardfilter.demo",
     "rewardfilter.experiments.cli",
     "rewardfilter.adapters.code.cli",
 )
+
+#: command -> the extra its heavy dependencies come from (torch is in both [sb3] and [code])
+_EXTRA_OF = {"code": "code"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,12 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    return int(args.func(args) or 0)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # `code` subcommands import their config classes here
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except ImportError as exc:  # a missing extra: say which one to install, not a traceback
+        command = next((a for a in argv if not a.startswith("-")), "")
+        missing = from_import_error(exc, f"'rewardfilter {command}'", _EXTRA_OF.get(command))
+        if missing is None:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ its weight is never moved to another sample and no sample is counted twice:
 * ``rank:w1,...,wN`` on a group of m < N samples uses w1..wm (a group larger
   than N raises ``ValueError``: every sample must have a weight);
 * ``uncertainty:Q`` drops ``floor(Q * m)`` samples of a group of m, so a
-  group is never emptied.
+  group is never emptied;
+* the group-level ``zero_std:EPS`` and ``std_top:P`` weigh whole groups by
+  their reward spread (population std); a group of one sample has spread 0;
+* ``a+b`` applies ``b`` to the samples ``a`` kept, so ``b``'s rule above holds
+  for the group sizes ``a`` leaves.
 
 Trainers that draw a fixed number N of samples per group can check up front
 that N suits the filter with :meth:`Filter.check_group_size`.
@@ -24,30 +28,33 @@ that N suits the filter with :meth:`Filter.check_group_size`.
 
 from __future__ import annotations
 
-import math
+import copy
+import re
+import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rewardfilter._validation import (
-    as_generator,
-    check_1d_finite,
-    check_ensemble,
-    check_groups,
-    param_error,
-)
 from rewardfilter.grouping import rank_within_groups
 from rewardfilter.reliability import ensemble_std
-
-ACCEPTED_SPECS = (
-    "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, adaptive"
+from rewardfilter.validation import (
+    as_generator,
+    check_1d_finite,
+    check_choice,
+    check_ensemble,
+    check_groups,
+    check_scalar,
+    is_number,
+    param_error,
 )
 
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a filter that needs labelled data is used before ``fit``."""
+ACCEPTED_SPECS = (
+    "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, "
+    "adaptive, zero_std[:EPS], std_top:P, and specs joined by '+' (zero_std+br)"
+)
 
 
 class Filter(ABC):
@@ -62,6 +69,13 @@ class Filter(ABC):
     min_group_size: ClassVar[int] = 1
     #: Whether ``weights`` needs a reward-model ensemble.
     needs_ensemble: ClassVar[bool] = False
+    #: Whether the filter must be fitted on labelled data (:meth:`fit`) before ``weights``.
+    requires_fit: ClassVar[bool] = False
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once ``weights`` can be called: always, unless :attr:`requires_fit`."""
+        return True
 
     @property
     @abstractmethod
@@ -76,7 +90,7 @@ class Filter(ABC):
     def fit(
         self, rewards: Any, scores: Any, groups: Any, *, rng: Any = None, ensemble: Any = None
     ) -> Filter:
-        """Learn from labelled data; a no-op except for filters that need it."""
+        """Learn from labelled data (true ``scores``); a no-op unless :attr:`requires_fit`."""
         return self
 
     def weights(
@@ -123,8 +137,7 @@ class Filter(ABC):
 
     def check_group_size(self, n: int) -> None:
         """Raise ``ValueError`` if groups of ``n`` samples cannot serve this filter."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise param_error("group_size", self.spec, "an int >= 1", n)
+        check_scalar(n, "group_size", self.spec, "int", min_val=1)
         if n < self.min_group_size:
             raise ValueError(
                 f"Filter {self.spec!r} needs groups of at least {self.min_group_size} samples; "
@@ -166,7 +179,7 @@ class RandomK(Filter):
     k: int = 2
 
     def __post_init__(self):
-        _check_int_at_least(self.k, "k", "random", 1)
+        check_scalar(self.k, "k", "random", "int", min_val=1)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
@@ -233,7 +246,7 @@ class TopK(Filter):
     k: int = 1
 
     def __post_init__(self):
-        _check_int_at_least(self.k, "k", "topk", 1)
+        check_scalar(self.k, "k", "topk", "int", min_val=1)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
@@ -254,8 +267,7 @@ class Threshold(Filter):
     t: float = 0.0
 
     def __post_init__(self):
-        if not isinstance(self.t, (int, float, np.number)) or not math.isfinite(self.t):
-            raise param_error("t", "threshold", "a finite float", self.t)
+        check_scalar(self.t, "t", "threshold")
 
     @property
     def spec(self) -> str:
@@ -276,8 +288,9 @@ class RankWeights(Filter):
     w: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
-        w = tuple(float(x) for x in self.w) if _is_sequence(self.w) else None
-        if not w or not all(math.isfinite(x) and x >= 0 for x in w) or not any(x > 0 for x in w):
+        ok = _is_sequence(self.w) and all(is_number(x) and x >= 0 for x in self.w)
+        w = tuple(float(x) for x in self.w) if ok else ()
+        if not w or not any(x > 0 for x in w):
             raise param_error(
                 "w", "rank", "a non-empty list of finite weights >= 0, at least one > 0", self.w
             )
@@ -322,8 +335,7 @@ class Uncertainty(Filter):
     needs_ensemble: ClassVar[bool] = True
 
     def __post_init__(self):
-        if not isinstance(self.q, (int, float, np.number)) or not (0.0 <= self.q < 1.0):
-            raise param_error("q", "uncertainty", "a float in [0, 1)", self.q)
+        check_scalar(self.q, "q", "uncertainty", min_val=0, max_val=1, include_boundaries="left")
 
     @property
     def spec(self) -> str:
@@ -336,78 +348,86 @@ class Uncertainty(Filter):
         )
 
 
-@dataclass(repr=False)
-class AdaptiveFilter(Filter):
-    """Choose among candidate filters by filtered R² on labelled data (the paper's rule).
+@dataclass(frozen=True, repr=False)
+class Compose(Filter):
+    """Filters applied in turn (spec ``a+b``): each filters the samples the previous kept.
 
-    After :meth:`fit` it behaves as the candidate whose kept samples have the
-    highest R² between reward and true score. ``chosen_`` names it and
-    ``r2_`` holds the R² of every candidate.
+    Rule: the first filter weighs every sample; the next sees only the samples
+    with weight > 0 so far (their rewards, groups and ensemble columns) and its
+    weights multiply theirs. ``zero_std+br`` drops the groups without signal,
+    then keeps the best and one random other of each remaining group.
     """
 
-    candidates: tuple[str, ...] = ("bon", "br", "bw", "none")
-    draws: int = 10
-    chosen_: Filter | None = field(default=None, init=False)
-    r2_: dict[str, float] = field(default_factory=dict, init=False)
+    parts: tuple[Filter, ...] = ()
 
     def __post_init__(self):
-        if not _is_sequence(self.candidates) or not self.candidates:
-            raise param_error(
-                "candidates", "adaptive", "a non-empty list of filter specs", self.candidates
-            )
-        filters = [make_filter(c) for c in self.candidates]
-        if any(isinstance(f, AdaptiveFilter) for f in filters):
-            raise param_error(
-                "candidates", "adaptive", "specs of non-adaptive filters", self.candidates
-            )
-        self.candidates = tuple(f.spec for f in filters)
-        _check_int_at_least(self.draws, "draws", "adaptive", 1)
+        flat: list[Filter] = []
+        for part in self.parts if _is_sequence(self.parts) else ():
+            if not isinstance(part, Filter):
+                flat = []
+                break
+            flat.extend(part.parts if isinstance(part, Compose) else [part])
+        if len(flat) < 2:
+            raise param_error("parts", "compose", "a list of at least 2 filters", self.parts)
+        object.__setattr__(self, "parts", tuple(flat))
 
     @property
     def spec(self) -> str:
-        return "adaptive"
+        return "+".join(part.spec for part in self.parts)
 
     @property
     def is_binary(self) -> bool:
-        return self._fitted().is_binary
+        return all(part.is_binary for part in self.parts)
 
     @property
     def min_group_size(self) -> int:  # type: ignore[override]
-        return max(make_filter(c).min_group_size for c in self.candidates)
+        return max(part.min_group_size for part in self.parts)
 
-    def fit(self, rewards, scores, groups, *, rng=None, ensemble=None) -> AdaptiveFilter:
-        from rewardfilter.selection import rank_filters
+    @property
+    def needs_ensemble(self) -> bool:  # type: ignore[override]
+        return any(part.needs_ensemble for part in self.parts)
 
-        ranking = rank_filters(
-            self.candidates, rewards, scores, groups, rng=rng, ensemble=ensemble, draws=self.draws
-        )
-        self.r2_ = {item.spec: item.r2 for item in ranking}
-        if math.isnan(ranking[0].r2):
-            raise ValueError(
-                "adaptive could not compute R² for any candidate: the kept samples need at least "
-                "2 distinct rewards and more than one sample each."
-            )
-        self.chosen_ = make_filter(ranking[0].spec)
+    @property
+    def requires_fit(self) -> bool:  # type: ignore[override]
+        return any(part.requires_fit for part in self.parts)
+
+    @property
+    def is_fitted(self) -> bool:
+        return all(part.is_fitted for part in self.parts)
+
+    def check_group_size(self, n: int) -> None:
+        for part in self.parts:
+            part.check_group_size(n)
+
+    def fit(self, rewards, scores, groups, *, rng=None, ensemble=None) -> Compose:
+        """Fit each part on the samples the parts before it keep."""
+        rewards = check_1d_finite(rewards, "rewards")
+        scores = check_1d_finite(scores, "scores")
+        groups = check_groups(groups, rewards.shape[0])
+        ensemble = None if ensemble is None else check_ensemble(ensemble, rewards.shape[0])
+        rng = as_generator(rng)
+        kept = np.arange(rewards.shape[0])
+        for part in self.parts:
+            ens = None if ensemble is None else ensemble[:, kept]
+            part.fit(rewards[kept], scores[kept], groups[kept], rng=rng, ensemble=ens)
+            kept = kept[part._weights(rewards[kept], groups[kept], rng, ens) > 0]
+            if kept.size == 0:
+                break
         return self
 
-    def _fitted(self) -> Filter:
-        if self.chosen_ is None:
-            raise NotFittedError(
-                "This adaptive filter is not fitted yet; call fit(rewards, scores, groups) with labelled data first."
-            )
-        return self.chosen_
-
     def _weights(self, rewards, groups, rng, ensemble):
-        return self._fitted()._weights(rewards, groups, rng, ensemble)
+        w = np.ones(rewards.shape[0])
+        for part in self.parts:
+            kept = np.flatnonzero(w > 0)
+            if kept.size == 0:
+                break
+            ens = None if ensemble is None else ensemble[:, kept]
+            w[kept] *= part._weights(rewards[kept], groups[kept], rng, ens)
+        return w
 
 
 def _is_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
-
-
-def _check_int_at_least(value: Any, param: str, owner: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise param_error(param, owner, f"an int >= {minimum}", value)
 
 
 def _parse_int(text: str, param: str, owner: str) -> int:
@@ -424,50 +444,100 @@ def _parse_float(text: str, param: str, owner: str) -> float:
         raise param_error(param, owner, "a float", text) from None
 
 
-# name -> (takes an argument?, constructor from the argument text)
-_PARSERS = {
-    "none": (False, lambda a: NoFilter()),
-    "bon": (False, lambda a: BestOfN()),
-    "br": (False, lambda a: BestRandom()),
-    "bw": (False, lambda a: BestWorst()),
-    "adaptive": (False, lambda a: AdaptiveFilter()),
-    "random": (True, lambda a: RandomK(_parse_int(a, "k", "random"))),
-    "topk": (True, lambda a: TopK(_parse_int(a, "k", "topk"))),
-    "threshold": (True, lambda a: Threshold(_parse_float(a, "t", "threshold"))),
-    "uncertainty": (True, lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
+# name -> (its argument: "none", "required" or "optional", constructor from the argument text);
+# other modules add theirs with register_spec (rewardfilter.group_filters adds zero_std and
+# std_top, rewardfilter.selection adds adaptive)
+_PARSERS: dict[str, tuple[str, Callable[[str], Filter]]] = {
+    "none": ("none", lambda a: NoFilter()),
+    "bon": ("none", lambda a: BestOfN()),
+    "br": ("none", lambda a: BestRandom()),
+    "bw": ("none", lambda a: BestWorst()),
+    "random": ("required", lambda a: RandomK(_parse_int(a, "k", "random"))),
+    "topk": ("required", lambda a: TopK(_parse_int(a, "k", "topk"))),
+    "threshold": ("required", lambda a: Threshold(_parse_float(a, "t", "threshold"))),
+    "uncertainty": ("required", lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
     "rank": (
-        True,
+        "required",
         lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(","))),
     ),
 }
 
 
+def register_spec(name: str, argument: str, build: Callable[[str], Filter]) -> None:
+    """Make ``make_filter`` accept ``name`` (``argument``: "none", "required" or "optional").
+
+    ``build`` receives the argument text (stripped; "" when absent) and returns
+    a new filter. A filter defined in another module registers itself here, so
+    adding a filter touches one file.
+    """
+    check_choice(argument, "argument", "register_spec", ("none", "required", "optional"))
+    _PARSERS[name] = (argument, build)
+
+
+# "+" joins specs; a "+" inside a number ("threshold:1e+3", "rank:+1") is followed by a digit
+_JOIN = re.compile(r"\+(?![\d.])")
+
+
 def make_filter(spec: Filter | str) -> Filter:
-    """Build a filter from its spec string (or return a ``Filter`` as it is).
+    """Build a new filter from its spec string, or copy a ``Filter``.
 
     Accepted forms: ``none``, ``random:K``, ``bon``, ``br``, ``bw``,
     ``topk:K``, ``threshold:T``, ``rank:w1,...,wN``, ``uncertainty:Q``,
-    ``adaptive``. A bad spec raises ``ValueError`` naming it and these forms.
+    ``adaptive``, the group-level ``zero_std[:EPS]`` (EPS defaults to 0) and
+    ``std_top:P``, and specs joined by ``+`` (``zero_std+br``: see
+    :class:`Compose`). A bad spec raises ``ValueError`` naming it and these forms.
+
+    Every call returns a fresh instance, so two trainers never share a fit.
+    Given a ``Filter``, it returns an independent deep copy *with* its fitted
+    state (unlike scikit-learn's ``clone``, which drops the fit): a pre-fitted
+    ``adaptive`` filter handed to a trainer stays fitted, and a refit there does
+    not change the caller's instance.
     """
     if isinstance(spec, Filter):
-        return spec
+        return copy.deepcopy(spec)
     if not isinstance(spec, str):
         raise ValueError(
             f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}."
         )
-    name, sep, arg = spec.strip().partition(":")
+    parts = [_parse_one(text, spec) for text in _JOIN.split(spec)]
+    return parts[0] if len(parts) == 1 else Compose(tuple(parts))
+
+
+def _parse_one(text: str, spec: str) -> Filter:
+    """Parse one ``name[:arg]`` part of ``spec``."""
+    name, sep, arg = text.strip().partition(":")
     name = name.strip().lower()
+    if not name:
+        raise ValueError(
+            f"Malformed filter spec {spec!r}: an empty part around '+'. Accepted forms: {ACCEPTED_SPECS}."
+        )
     if name not in _PARSERS:
         raise ValueError(f"Unknown filter spec {spec!r}. Accepted forms: {ACCEPTED_SPECS}.")
-    takes_arg, build = _PARSERS[name]
-    if takes_arg != bool(sep) or (takes_arg and not arg.strip()):
-        form = f"{name}:<value>" if takes_arg else name
+    arg_mode, build = _PARSERS[name]
+    arg = arg.strip()
+    bad = (arg_mode == "none" and sep) or (arg_mode == "required" and not arg) or (sep and not arg)
+    if bad:
+        form = {"none": name, "required": f"{name}:<value>", "optional": f"{name}[:<value>]"}
         raise ValueError(
-            f"Malformed filter spec {spec!r}: expected the form {form}. Accepted forms: {ACCEPTED_SPECS}."
+            f"Malformed filter spec {spec!r}: expected the form {form[arg_mode]}. Accepted forms: {ACCEPTED_SPECS}."
         )
     try:
-        return build(arg.strip())
+        return build(arg)
     except ValueError as exc:
         raise ValueError(
             f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}."
         ) from None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AdaptiveFilter":  # moved to rewardfilter.selection (it uses the selection rule)
+        import warnings
+
+        warnings.warn(
+            "rewardfilter.filters.AdaptiveFilter moved to rewardfilter.selection; "
+            "use rf.AdaptiveFilter or rewardfilter.selection.AdaptiveFilter.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return sys.modules["rewardfilter.selection"].AdaptiveFilter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from rewardfilter._validation import (
+from rewardfilter.validation import (
     check_1d_finite,
     check_ensemble,
     check_same_length,
     check_weights,
+    is_number,
     param_error,
 )
 
@@ -39,24 +40,36 @@ def r2(rewards: Any, scores: Any, weights: Any = None) -> float:
     """R² of the weighted least-squares line that predicts ``scores`` from ``rewards``.
 
     Only samples with weight > 0 count. Equals scikit-learn's
-    ``r2_score(scores, LinearRegression().fit(rewards, scores, w).predict(rewards), sample_weight=w)``,
-    with its conventions at the edges: NaN for fewer than two samples, 1.0 when
-    the scores are constant (the flat line fits them exactly).
+    ``r2_score(scores, LinearRegression().fit(rewards, scores, w).predict(rewards),
+    sample_weight=w, force_finite=False)``: NaN for fewer than two samples and
+    when the kept true scores are constant (nothing to explain, so no evidence
+    about the reward: a filter that keeps only failures must not look perfect);
+    0.0 when the rewards are constant (they explain nothing). Values of extreme
+    magnitude (beyond 2**±400, e.g. rewards around 1e160) are scaled by a power
+    of two before and after centring, which is exact, so their squares neither
+    overflow nor underflow; other values are used as they are.
     """
     r, s, w = _paired(rewards, scores, weights)
-    if r.shape[0] < 2:
+    if r.shape[0] < 2 or np.ptp(s) == 0:
         return float("nan")
-    if np.ptp(s) == 0:
-        return 1.0  # constant scores: the flat line fits exactly (checked before centring adds rounding)
+    r, s = _pow2_scaled(r), _pow2_scaled(s)
     total = w.sum()
-    r_c = r - (w @ r) / total
-    s_c = s - (w @ s) / total
+    r_c = _pow2_scaled(r - (w @ r) / total)
+    s_c = _pow2_scaled(s - (w @ s) / total)
     var_r = w @ (r_c * r_c)
     slope = (w @ (r_c * s_c)) / var_r if var_r > 0 else 0.0
     residual = s_c - slope * r_c
     ss_res = float(w @ (residual * residual))
     ss_tot = float(w @ (s_c * s_c))
     return 1.0 - ss_res / ss_tot
+
+
+def _pow2_scaled(x: np.ndarray) -> np.ndarray:
+    """``x`` divided by the power of two nearest its largest magnitude (exact: no rounding)."""
+    top = float(np.max(np.abs(x)))
+    if top == 0.0 or 2.0**-400 < top < 2.0**400:
+        return x  # safe range: leave the bits alone
+    return np.ldexp(x, -int(np.frexp(top)[1]))
 
 
 def spearman(rewards: Any, scores: Any) -> float:
@@ -147,9 +160,14 @@ def reliability_curve(
         holding about equal numbers of samples.
     """
     r, s, _ = _paired(rewards, scores)
-    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
-        if bins < 1:
-            raise param_error("bins", "reliability_curve", "an int >= 1 or increasing edges", bins)
+    if is_number(bins, "int"):
+        if not 1 <= bins <= r.shape[0]:
+            raise param_error(
+                "bins",
+                "reliability_curve",
+                f"an int in [1, {r.shape[0]}] (at most one bin per sample) or increasing edges",
+                bins,
+            )
         if strategy == "uniform":
             edges = np.linspace(r.min(), r.max(), bins + 1)
         elif strategy == "quantile":

@@ -168,7 +168,9 @@ def test_plain_programs_pass_when_they_run_to_the_end():
 def test_marker_makes_the_test_call_mandatory():
     prog = build_program(ADD, "    return a + b\n")
     suffix = "\n" + ADD.test + "\ncheck(add)\n"
-    assert prog.splitlines()[0] == f"# rewardfilter-sandbox: check(add) test={len(suffix)}"
+    assert prog.splitlines()[0] == (
+        f"# rewardfilter-sandbox: check(add) test={len(suffix)} prompt={len(ADD.prompt)}"
+    )
     assert prog.endswith(suffix)
     assert prog.rstrip().endswith("check(add)")
     assert ADD.prompt in prog and ADD.test in prog
@@ -289,14 +291,34 @@ def test_numpy_numbers_are_accepted_as_limits():
 # ---------------------------------------------------------------------------
 
 
+#: A task whose test uses builtins, an imported module and a helper the prompt defines.
+RICH = CodeTask(
+    task_id="Toy/rich",
+    prompt='import math\n\n\ndef twice(x):\n    return 2 * x\n\n\ndef add(a, b):\n    """Return a + b."""\n',
+    entry_point="add",
+    test=(
+        "import math\n\n\n"
+        "def check(candidate):\n"
+        "    assert math.isclose(candidate(1.5, 2.0), 3.5)\n"
+        "    assert abs(candidate(0.25, 0.5) - 0.75) < 1e-9\n"
+        "    assert sorted([candidate(2, 2), candidate(1, 1)]) == [2, 4]\n"
+        "    assert len(str(candidate(10, 20))) == 2\n"
+        "    assert twice(candidate(1, 2)) == 6\n"
+    ),
+    canonical_solution="    return a + b\n",
+)
+TASKS = {"add": ADD, "rich": RICH}
+
+
 def _load_hostile() -> list[tuple[str, set[str], bool, str]]:
     cases = []
     for path in sorted(HOSTILE_DIR.glob("[0-9]*.txt")):
         text = path.read_text()
         expect = set(re.search(r"^# expect: (.+)$", text, re.M).group(1).split("|"))
         completion = re.search(r"^# kind: completion$", text, re.M) is not None
+        task = re.search(r"^# task: (\w+)$", text, re.M)
         body = "\n".join(line for line in text.splitlines() if not line.startswith("# ")) + "\n"
-        cases.append((path.stem, expect, completion, body))
+        cases.append((path.stem, expect, completion, body, TASKS[task.group(1) if task else "add"]))
     return cases
 
 
@@ -352,10 +374,10 @@ def hostile_run(tmp_path_factory):
                 "ANSWERS": str(humaneval_path()),
             }
             programs = []
-            for _, _, completion, body in HOSTILE:
+            for _, _, completion, body, task in HOSTILE:
                 for key, value in fill.items():
                     body = body.replace("{{" + key + "}}", value)
-                programs.append(build_program(ADD, body) if completion else body)
+                programs.append(build_program(task, body) if completion else body)
             results = pool.map(programs, timeout=1.5, memory_mb=256, max_output=256 * 1024)
             leftovers = _uid_processes(set(pool._uids))
             workers_alive = all(w is not None and w.alive() for w in pool._slots)
@@ -380,7 +402,7 @@ def hostile_run(tmp_path_factory):
 
 
 def test_hostile_suite_is_large_enough():
-    assert len(HOSTILE) >= 25
+    assert len(HOSTILE) >= 25 + 40
 
 
 @needs_root
@@ -426,8 +448,14 @@ def test_timeout_after_partial_progress_in_hostile_suite(hostile_run):
 
 @needs_root
 def test_forged_channel_is_detected(hostile_run):
+    # strong mode: the program holds no result channel at all, its forged records go nowhere
     res = hostile_run["results"]["27_forge_result_channel"]
-    assert res.status == "tampered"
+    assert (res.mode, res.status, res.tests_passed) == ("strong", "exited", 0)
+    # in-process mode: the channel is there, the forgery is detected
+    body = (HOSTILE_DIR / "27_forge_result_channel.txt").read_text()
+    body = "\n".join(line for line in body.splitlines() if not line.startswith("# ")) + "\n"
+    res = execute(build_program(ADD, body), mode="in_process")
+    assert (res.mode, res.status) == ("in_process", "tampered")
 
 
 @needs_root
@@ -594,6 +622,6 @@ def test_losing_a_worker_mid_batch_leaves_no_hole():
     ],
 )
 def test_system_paths_are_never_hidden_but_checkouts_below_var_are(path, system):
-    from rewardfilter.adapters.code._zygote import _is_system_path
+    from rewardfilter.adapters.code.sandbox.isolation import _is_system_path
 
     assert _is_system_path(path) is system

