@@ -231,3 +231,14 @@ def test_lora_checkpoint_loads_in_eval_and_from_pretrained(saved_model, tmp_path
         ["code", "eval", str(policy_dir), "--n-per-family", "1", "--limit", "1", "--device", "cpu"]
     )
     assert code == 0, capsys.readouterr().err
+
+
+def test_adaptive_does_not_pick_a_filter_whose_kept_scores_are_constant(tokenizer):
+    """Every group's best-reward sample fails: BoN's kept scores are constant (R² NaN, excluded)."""
+    trainer = make_trainer(tokenizer, filter="adaptive", ppo_epochs=1)
+    rewards = np.tile([5.0, 4.0, 3.0, 2.0, 1.0], 2)
+    scores = np.tile([0.0, 1.0, 0.75, 0.5, 0.0], 2)
+    groups = np.repeat([0, 1], 5)
+    trainer.filter_weights(rewards, groups, None, scores)
+    assert np.isnan(trainer.filter.r2_["bon"])
+    assert trainer.filter.chosen_.spec != "bon"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import rewardfilter as rf
-from rewardfilter._validation import param_error
+from rewardfilter.validation import param_error
 
 from .device import DTYPE_NAMES
 

@@ -212,7 +212,7 @@ def make_pairs(
         Row indices (chosen, rejected). Empty (0, 2) when no prompt has both
         a better and a worse response.
     """
-    from rewardfilter._validation import as_generator
+    from rewardfilter.validation import as_generator
 
     rng = as_generator(rng)
     groups = np.asarray(groups)
