@@ -134,7 +134,7 @@ def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dic
     sums = torch.tensor(
         [
             float(rollout.response_mask.sum()),
-            self._trained_tokens(exp),
+            self.last_trained_tokens,
             float(len(self.last_trained)),
             float(per_seq_kl.sum()) if not exp.placeholder else 0.0,
             0.0 if exp.placeholder else float(m.shape[0]),
@@ -171,15 +171,6 @@ def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dic
         "policy_lr": self.policy_sched.get_last_lr()[0],
         **stats,
     }
-
-
-def trained_tokens(self, exp: Any) -> float:
-    """Response tokens of the distinct samples that entered a minibatch this iteration."""
-    if exp.placeholder or not self.last_trained:
-        return 0.0
-    pos = {int(v): i for i, v in enumerate(exp.index.tolist())}
-    rows = torch.as_tensor([pos[i] for i in self.last_trained], dtype=torch.long)
-    return float(exp.mask[rows].sum())
 
 
 def write_log(self, record: dict) -> None:

@@ -201,6 +201,7 @@ class PFPPOTrainer:
         self.last_weights: np.ndarray | None = None  # this process's filter weights, last iteration
         self.last_trained: list[int] = []  # rollout rows that entered a minibatch, last iteration
         self.last_fallback = False
+        self.last_trained_tokens = 0.0
         log = config.log_path or (
             str(Path(config.checkpoint_dir) / "log.jsonl") if config.checkpoint_dir else None
         )
@@ -535,6 +536,7 @@ class PFPPOTrainer:
         self.critic.train()
         acc: dict[str, list[float]] = {}
         trained: set[int] = set()
+        tokens = 0.0
         for _ in range(cfg.ppo_epochs):
             if m == 0:
                 order = np.zeros(0, dtype=int)
@@ -547,8 +549,11 @@ class PFPPOTrainer:
                 rows = order[s * local_mb : (s + 1) * local_mb]
                 for k, v in self._optimiser_step(exp, rows).items():
                     acc.setdefault(k, []).append(v)
-                trained.update(exp.index[torch.as_tensor(rows, dtype=torch.long)].tolist())
+                picked = torch.as_tensor(rows, dtype=torch.long)
+                trained.update(exp.index[picked].tolist())
+                tokens += float(exp.mask[picked].sum())
         self.last_trained = sorted(trained)
+        self.last_trained_tokens = tokens  # response tokens through forward/backward, repeats too
         out = {k: float(np.mean(v)) for k, v in acc.items()}
         for k in ("policy_loss", "value_loss"):  # each process holds its share of the global loss
             if k in out:
@@ -644,7 +649,6 @@ class PFPPOTrainer:
     _gather = _stats.gather_arrays
     _global_groups = _stats.global_groups
     _record = _stats.iteration_record
-    _trained_tokens = _stats.trained_tokens
     _write_log = _stats.write_log
 
     save_checkpoint = _checkpoint.save_checkpoint
