@@ -160,8 +160,10 @@ class PFPPOTrainer:
         if reference is None and not is_lora(self.policy):
             reference = copy.deepcopy(self.policy)
         self.reference = reference  # None: the LoRA policy with its adapter disabled
-        if self.reference is not None:
-            self.reference = disable_dropout(self.reference).to(self.device)
+        if (
+            self.reference is not None
+        ):  # frozen: stored in the compute dtype (half the memory in bf16)
+            self.reference = disable_dropout(self.reference).to(self.device, self.compute_dtype)
             self.reference.eval().requires_grad_(False)
         forward_params = inspect.signature(self.critic.forward).parameters
         self._critic_takes_positions = "position_ids" in forward_params or any(
@@ -169,6 +171,8 @@ class PFPPOTrainer:
         )
         self._policy_train = self.dist.prepare(self.policy)  # DDP wrappers (or the models)
         self._critic_train = self.dist.prepare(self.critic)
+        if isinstance(reward, torch.nn.Module) or hasattr(reward, "members"):
+            reward.to(self.device)  # a reward model scores on this process's device
         self.tasks, self.reward = tasks, reward
         self.true_score = true_score if true_score is not None else sandbox_true_score
 
