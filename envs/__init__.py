@@ -16,13 +16,24 @@ fitted on random-policy data, cached on disk). Every step's info carries
 ``true_reward``; ``learned`` adds ``reward_ensemble``.
 """
 
+from rewardfilter.extras import check_modules
+
+check_modules(("gymnasium",), "sb3", "rewardfilter.envs")
+
 from rewardfilter.envs.learned import (
     CACHE_ENV_VAR,
     LearnedRewardConfig,
     LearnedRewardModel,
     default_cache_dir,
 )
-from rewardfilter.envs.noise import (
+from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
+from rewardfilter.envs.wrappers import (
+    NOISE_MODELS,
+    NOISE_SEED_OPTION,
+    NoisyReward,
+    make_noise_model,
+)
+from rewardfilter.noise import (
     ConfusionNoise,
     ConfusionNoiseConfig,
     GaussianNoise,
@@ -32,13 +43,6 @@ from rewardfilter.envs.noise import (
     NoiseModel,
     NoNoise,
     NoNoiseConfig,
-)
-from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
-from rewardfilter.envs.wrappers import (
-    NOISE_MODELS,
-    NOISE_SEED_OPTION,
-    NoisyReward,
-    make_noise_model,
 )
 
 register_tasks()

@@ -10,9 +10,10 @@ goes. The ensemble's members disagree more off their data, which is what the
 Fitting takes seconds (K small scikit-learn MLPs on a few thousand samples);
 the fitted weights are cached on disk as ``.npz`` (pure arrays, no pickle)
 under a name hashed from everything that determines them, and refitted when
-the file is missing, unreadable or was written for other parameters. At run
-time prediction is a numpy forward pass over all members at once, so that a
-step costs microseconds rather than K scikit-learn calls.
+the file is missing or was written for other parameters, and with a warning when
+it is unreadable or invalid (truncated, damaged, an array missing, non-finite
+weights). At run time prediction is a numpy forward pass over all members at
+once, so that a step costs microseconds rather than K scikit-learn calls.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rewardfilter.envs.noise import NoiseModel
+from rewardfilter.noise import NoiseModel
 from rewardfilter.validation import check_bool, check_scalar, is_number, param_error
 
 #: Bump when the cached arrays change meaning; older files are then refitted.
@@ -221,15 +222,34 @@ class LearnedRewardModel(NoiseModel):
         return arrays
 
     def _load(self) -> dict[str, np.ndarray] | None:
-        """The cached arrays, or None when missing, unreadable or stale (written for another key)."""
+        """The cached arrays, or None (refit) when missing, stale, unreadable or invalid.
+
+        A file written for another key is stale and refitted silently; a file
+        that cannot be read (truncated, a flipped byte), lacks an array, has
+        arrays of the wrong shape or non-finite weights is refitted with a
+        warning that names the file and the reason.
+        """
+        if not self.path.exists():
+            return None
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError):
-            return None
-        if str(arrays.get("key", "")) != self.key:
-            return None
-        return arrays
+        except Exception as exc:  # BadZipFile, zlib/CRC errors, OSError, ValueError, EOFError...
+            return self._invalid(f"unreadable ({type(exc).__name__}: {exc})")
+        if "key" not in arrays:
+            return self._invalid("no 'key' array")
+        if str(arrays["key"]) != self.key:
+            return None  # written for other parameters: refit silently
+        problem = _check_arrays(arrays, self.n_members)
+        return self._invalid(problem) if problem else arrays
+
+    def _invalid(self, reason: str) -> None:
+        warnings.warn(
+            f"The learned reward model cache {self.path} is {reason}; refitting it.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
 
     def _save(self, arrays: dict[str, np.ndarray]) -> None:
         """Write atomically, so that env copies fitting in parallel never read a half-written file."""
@@ -306,3 +326,37 @@ class LearnedRewardModel(NoiseModel):
             arrays[f"W{i}"] = np.stack([m.coefs_[i] for m in members])
             arrays[f"b{i}"] = np.stack([m.intercepts_[i] for m in members])
         return arrays
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], n_members: int) -> str | None:
+    """Why the cached arrays cannot be a ``n_members``-member MLP ensemble, or None if they can."""
+    needed = ["n_layers", "x_mean", "x_std", "y_mean", "y_std"]
+    missing = [name for name in needed if name not in arrays]
+    if missing:
+        return f"missing the array(s) {missing}"
+    try:
+        n_layers = int(arrays["n_layers"])
+    except (TypeError, ValueError):
+        return "holding a bad 'n_layers'"
+    layers = [name for i in range(max(n_layers, 0)) for name in (f"W{i}", f"b{i}")]
+    missing = [name for name in layers if name not in arrays]
+    if n_layers < 1 or missing:
+        return f"missing the array(s) {missing or ['W0', 'b0']}"
+    for name in needed[1:] + layers:
+        a = arrays[name]
+        if a.dtype.kind != "f" or not np.isfinite(a).all():
+            return f"holding non-finite or non-float values in {name!r}"
+    width = arrays["x_mean"].shape[0] if arrays["x_mean"].ndim == 1 else -1
+    if arrays["x_std"].shape != (width,) or (arrays["x_std"] <= 0).any():
+        return "holding a bad input scale 'x_std'"
+    if float(arrays["y_std"]) <= 0:
+        return "holding a bad output scale 'y_std'"
+    for i in range(n_layers):
+        w, b = arrays[f"W{i}"], arrays[f"b{i}"]
+        out = 1 if i == n_layers - 1 else (w.shape[2] if w.ndim == 3 else -1)
+        if w.ndim != 3 or w.shape[0] != n_members or w.shape[1] != width or w.shape[2] != out:
+            return f"holding a layer {f'W{i}'!r} of shape {w.shape}"
+        if b.shape != (n_members, out):
+            return f"holding a bias {f'b{i}'!r} of shape {b.shape}"
+        width = out
+    return None

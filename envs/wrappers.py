@@ -14,26 +14,12 @@ import gymnasium as gym
 import numpy as np
 
 from rewardfilter.envs.learned import LearnedRewardConfig, LearnedRewardModel
-from rewardfilter.envs.noise import (
-    ConfusionNoise,
-    ConfusionNoiseConfig,
-    GaussianNoise,
-    GaussianNoiseConfig,
-    HeteroscedasticNoise,
-    HeteroscedasticNoiseConfig,
-    NoiseModel,
-    NoNoise,
-    NoNoiseConfig,
-    config_from_kwargs,
-)
+from rewardfilter.noise import NUMPY_NOISE_MODELS, NoiseModel, config_from_kwargs
 from rewardfilter.validation import check_bool, param_error
 
 #: name -> (model class, config dataclass)
 NOISE_MODELS: dict[str, tuple[type[NoiseModel], type]] = {
-    "none": (NoNoise, NoNoiseConfig),
-    "gaussian": (GaussianNoise, GaussianNoiseConfig),
-    "heteroscedastic": (HeteroscedasticNoise, HeteroscedasticNoiseConfig),
-    "confusion": (ConfusionNoise, ConfusionNoiseConfig),
+    **NUMPY_NOISE_MODELS,
     "learned": (LearnedRewardModel, LearnedRewardConfig),
 }
 

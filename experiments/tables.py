@@ -82,7 +82,8 @@ def markdown(
     )
     lines += [
         "",
-        f"Normalised score: {baseline} (noisy reward) = 0, {oracle} (true reward) = 1; mean [95% CI].",
+        f"Normalised score: {baseline} (noisy reward) = 0, {oracle} (true reward) = 1; mean "
+        f"[95% CI, the method's and both anchors' seeds resampled jointly].",
         "",
         "| method | " + " | ".join(columns) + " | mean |",
         "|---|" + "---|" * (len(columns) + 1),

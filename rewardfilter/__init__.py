@@ -6,7 +6,11 @@ The core is domain-agnostic and needs numpy and scikit-learn only:
   of each group (prompt, reset seed) to train on;
 * reliability estimators (:func:`r2`, :func:`filtered_r2`,
   :func:`rank_filters`, :func:`ensemble_std`, :func:`reliability_curve`, ...)
-  say how far the reward can be trusted, and where.
+  say how far the reward can be trusted, and where;
+* :func:`filter_stats` gives the one statistics record (:class:`FilterStats`)
+  every trainer logs;
+* ``rewardfilter.noise`` holds the numpy noise models and
+  ``rewardfilter.validation`` the parameter checks every layer uses.
 
 Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters``
 (SB3, code generation) and ``rewardfilter.experiments``; none of it is imported here.
@@ -41,6 +45,7 @@ from rewardfilter.reliability import (
 from rewardfilter.selection import (
     AdaptiveFilter,
     FewKeptSamplesWarning,
+    FilterR2,
     FilterScore,
     filtered_r2,
     rank_filters,
@@ -67,6 +72,7 @@ __all__ = [
     "Compose",
     "FewKeptSamplesWarning",
     "Filter",
+    "FilterR2",
     "FilterScore",
     "FilterStats",
     "NoFilter",

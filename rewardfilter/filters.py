@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import re
 import sys
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,9 +108,11 @@ class Filter(ABC):
         ----------
         rewards : array of shape (n,)
             The (noisy) reward of each sample; must be finite.
-        groups : array of shape (n,)
-            A context id per sample (prompt id, reset seed). Ranking is within
-            a group, never across the batch.
+        groups : array of shape (n,) or sequence of n ids
+            A context id per sample (prompt id, reset seed): ints, floats,
+            strings or tuples such as ``(prompt, seed)``; ids of different
+            types are different groups (``1`` is not ``"1"``). Ranking is
+            within a group, never across the batch.
         rng : numpy Generator, int seed or None
             Source of randomness for ties and for random filters.
         ensemble : array of shape (K, n), optional
@@ -329,7 +332,12 @@ class RankWeights(Filter):
 
 @dataclass(frozen=True, repr=False)
 class Uncertainty(Filter):
-    """Drop the fraction Q of each group's samples on which the reward-model ensemble disagrees most."""
+    """Drop the fraction Q of each group's samples on which the reward-model ensemble disagrees most.
+
+    An ensemble of one member (K = 1) carries no disagreement information: then
+    every sample is kept (weight 1), with a warning, rather than dropping
+    samples at random.
+    """
 
     q: float = 0.2
     needs_ensemble: ClassVar[bool] = True
@@ -342,6 +350,13 @@ class Uncertainty(Filter):
         return f"uncertainty:{self.q:g}"
 
     def _weights(self, rewards, groups, rng, ensemble):
+        if ensemble.shape[0] == 1:
+            warnings.warn(
+                "uncertainty got an ensemble of one member: no disagreement to filter on; "
+                "every sample is kept.",
+                stacklevel=3,
+            )
+            return np.ones(rewards.shape[0])
         disagreement = ensemble_std(ensemble)
         return _ranked(
             disagreement, groups, rng, lambda r: r.rank >= np.floor(self.q * r.size + 1e-9)

@@ -16,6 +16,7 @@ import numpy as np
 
 from rewardfilter.validation import (
     check_1d_finite,
+    check_choice,
     check_ensemble,
     check_same_length,
     check_weights,
@@ -173,7 +174,7 @@ def reliability_curve(
         elif strategy == "quantile":
             edges = np.unique(np.quantile(r, np.linspace(0, 1, bins + 1)))
         else:
-            raise param_error("strategy", "reliability_curve", "'uniform' or 'quantile'", strategy)
+            check_choice(strategy, "strategy", "reliability_curve", ("uniform", "quantile"))
         if edges.shape[0] < 2 or edges[0] == edges[-1]:
             edges = np.array([r.min() - 0.5, r.max() + 0.5])
     else:

@@ -34,11 +34,15 @@ class FewKeptSamplesWarning(UserWarning):
     """A candidate's filtered R² rests on ``FEW_SAMPLES`` kept samples or fewer."""
 
 
-class FilterScore(NamedTuple):
+class FilterR2(NamedTuple):
     """A filter spec and the R² of its kept samples."""
 
     spec: str
     r2: float
+
+
+#: Deprecated name of :class:`FilterR2` ("score" means the true score only).
+FilterScore = FilterR2
 
 
 def _filtered_r2(filt, rewards, scores, groups, rng, draws, ensemble) -> tuple[float, int]:
@@ -97,7 +101,7 @@ def rank_filters(
     rng: np.random.Generator | int | None = None,
     draws: int = 10,
     ensemble: Any = None,
-) -> list[FilterScore]:
+) -> list[FilterR2]:
     """Order filter specs by filtered R², best first (NaN last: never selected).
 
     This is the paper's rule for choosing a filter before training: measure,
@@ -121,7 +125,7 @@ def rank_filters(
                 FewKeptSamplesWarning,
                 stacklevel=2,
             )
-        scored.append(FilterScore(filt.spec, value))
+        scored.append(FilterR2(filt.spec, value))
     return sorted(scored, key=lambda item: (math.isnan(item.r2), -np.nan_to_num(item.r2)))
 
 

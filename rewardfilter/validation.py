@@ -260,7 +260,7 @@ def check_same_length(n: int, other: np.ndarray, name: str) -> None:
 
 
 def check_ensemble(ensemble: Any, n: int | None = None) -> np.ndarray:
-    """Return a (K, n) float array of reward-model member predictions (K >= 2)."""
+    """Return a (K, n) float array of reward-model member predictions (K >= 1)."""
     arr = np.asarray(ensemble)
     if arr.dtype.kind not in "biuf":
         raise ValueError(
@@ -272,10 +272,8 @@ def check_ensemble(ensemble: Any, n: int | None = None) -> np.ndarray:
         raise ValueError(
             f"'ensemble' must be 2-D with one row per reward-model member (shape K x n); got shape {arr.shape}."
         )
-    if arr.shape[0] < 2:
-        raise ValueError(
-            f"'ensemble' needs at least 2 members (rows) to measure disagreement; got {arr.shape[0]}."
-        )
+    if arr.shape[0] < 1:
+        raise ValueError("'ensemble' needs at least 1 member (row); got 0.")
     if n is not None and arr.shape[1] != n:
         raise ValueError(
             f"'ensemble' has {arr.shape[1]} columns but there are {n} samples; give one column per sample."

@@ -114,3 +114,56 @@ def test_byte_order_mark_is_tolerated(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_record()).encode() + b"\n")
     assert load_jsonl(path) == [CodeTask(**_record())]
+
+
+# ---- hostile task files (issue 12.13): every error names the file and the line
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(json.dumps(_record(0)).encode() + b"\n" + b'{"task_id": "\xff\xfe"}\n')
+    with pytest.raises(ValueError, match=rf"{path} line 2: not valid UTF-8 \(byte 0xff"):
+        load_jsonl(path)
+
+
+def test_truncated_gzip_names_file_and_line(tmp_path):
+    path = tmp_path / "t.jsonl.gz"
+    save_jsonl(path, [CodeTask(**_record(i)) for i in range(200)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"{path} line \d+: the compressed file is truncated"):
+        load_jsonl(path)
+
+
+def test_deeply_nested_json_names_file_and_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(_record(0)) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ValueError, match=rf"{path} line 2: JSON nested too deeply"):
+        load_jsonl(path)
+
+
+def test_entry_point_must_be_a_function_the_prompt_defines(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(dict(_record(0), entry_point="g")) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: field 'entry_point' names 'g', but the prompt"):
+        load_jsonl(path)
+    # a name that only appears in a call or a comment is not a definition
+    prompt = "# calls f0(x)\nresult = f0(1)\n"
+    path.write_text(json.dumps(dict(_record(0), prompt=prompt)) + "\n")
+    with pytest.raises(ValueError, match=r"field 'entry_point' names 'f0'"):
+        load_jsonl(path)
+
+
+def test_test_must_define_check(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(dict(_record(0), test="assert f0(1) == 1\n")) + "\n")
+    with pytest.raises(ValueError, match=r"line 1: field 'test' must define 'def check"):
+        load_jsonl(path)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_an_empty_file_is_an_error(tmp_path, content):
+    path = tmp_path / "t.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=rf"{path}: no tasks"):
+        load_jsonl(path)

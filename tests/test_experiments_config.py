@@ -101,6 +101,10 @@ def test_bad_values_are_refused_with_their_key_path(raw, expected):
         ),
         (_control(hparams={"seed": 3}), "hparams.seed: is set by the control domain itself"),
         (
+            _control(hparams={"rank_by": "truth"}),
+            "hparams.rank_by: must be one of 'observed', 'true'; got 'truth'.",
+        ),
+        (
             _control(tasks=["rewardfilter/Pendulm-v1"]),
             "tasks[0].id: no Gymnasium task 'rewardfilter/Pendulm-v1' is registered; did you mean 'rewardfilter/Pendulum-v1'?",
         ),
@@ -133,7 +137,20 @@ def test_valid_configs_still_pass():
 def test_control_hyperparameters_are_those_of_sb3_ppo():
     sb3 = pytest.importorskip("stable_baselines3")
     params = set(inspect.signature(sb3.PPO.__init__).parameters) - {"self", "_init_setup_model"}
-    own = {"n_envs", "env_kwargs", "policy", "adaptive_window"}
+    from rewardfilter.experiments.domains.control import _OWN_KEYS
+
+    own = set(_OWN_KEYS)  # the control domain's own keys, besides PPO's
     assert set(CONTROL.hparams) | set(CONTROL.set_by_domain) == (params | own) - {"policy"} | {
         "policy"
     }
+
+
+def test_bandit_noise_takes_the_envs_parameter_names_and_checks_their_values():
+    """The bandit's heteroscedastic noise is the core's: the envs' names pass, bad values name the key."""
+    het = {"name": "h", "model": "heteroscedastic"}
+    parse_config(_raw(noise=[{**het, "kwargs": {"std": 0.5, "min_std": 0.05, "reliable": "high"}}]))
+    parse_config(_raw(noise=[{**het, "kwargs": {"std_low": 0.5}}]))  # the earlier name
+    errors = _errors(_raw(noise=[{**het, "kwargs": {"std": -1.0}}]))
+    assert any(e.startswith("noise[0].kwargs: ") and "'std'" in e for e in errors), errors
+    errors = _errors(_raw(noise=[{**het, "kwargs": {"std_low": 0.5, "std": 0.5}}]))
+    assert any("two names" in e for e in errors), errors

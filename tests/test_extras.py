@@ -93,3 +93,22 @@ def test_malformed_ray_address_is_refused_by_the_cli(tmp_path, capsys):
     )
     assert code == 2
     assert "'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("package", "hidden"),
+    [
+        ("rewardfilter.envs", "gymnasium"),
+        ("rewardfilter.adapters.sb3", "stable_baselines3"),
+        ("rewardfilter.adapters.sb3", "gymnasium"),
+    ],
+)
+def test_importing_a_package_without_its_extra_names_the_extra(package, hidden):
+    code = (
+        f"import sys; sys.modules[{hidden!r}] = None\n"
+        f"try:\n    import {package}\n"
+        "except ImportError as e:\n    print(type(e).__name__, e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "MissingExtraError" in out.stdout and "pip install 'rewardfilter[sb3]'" in out.stdout
+    assert repr(hidden) in out.stdout

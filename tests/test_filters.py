@@ -262,7 +262,17 @@ def test_per_group_counts_and_best_is_kept(batch):
 @settings(max_examples=60, deadline=None)
 @given(
     batches(),
-    st.sampled_from(["bon", "bw", "topk:2", "rank:0.5,0.3,0.1,0.05,0.05,0,0", "threshold:0.5"]),
+    st.sampled_from(
+        [
+            "bon",
+            "bw",
+            "topk:2",
+            "rank:0.5,0.3,0.1,0.05,0.05,0,0",
+            "threshold:0.5",
+            "zero_std:0.1",
+            "zero_std+bw",
+        ]
+    ),
 )
 def test_permuting_samples_permutes_weights_of_deterministic_filters(batch, spec):
     rewards, groups, seed = batch
@@ -284,3 +294,16 @@ def test_ranking_is_within_groups_not_across_the_batch(batch):
         a = rf.make_filter(spec).weights(rewards + np.arange(rewards.size) * 1e-6, groups, rng=0)
         b = rf.make_filter(spec).weights(shifted + np.arange(rewards.size) * 1e-6, groups, rng=0)
         np.testing.assert_array_equal(a, b)
+
+
+def test_one_member_ensemble_is_accepted_by_every_filter():
+    """DESIGN: K = 1 is allowed (a reward model of one member); it used to raise for every filter."""
+    rewards = np.array([0.1, 0.9, 0.5, 0.2, 0.3, 0.8])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    ens = rewards[None, :]
+    for spec in ["none", "bon", "br", "bw", "topk:2", "rank:0.5,0.3,0.2", "zero_std+br"]:
+        w = rf.make_filter(spec).weights(rewards, groups, rng=0, ensemble=ens)
+        assert w.shape == (6,)
+    with pytest.warns(UserWarning, match="one member"):
+        w = rf.make_filter("uncertainty:0.5").weights(rewards, groups, rng=0, ensemble=ens)
+    np.testing.assert_array_equal(w, np.ones(6))

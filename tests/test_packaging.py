@@ -61,6 +61,16 @@ def test_discovery_finds_every_folder_that_holds_python_code():
         assert (ROOT / folder / "__init__.py").exists(), name
 
 
+def _study_files() -> list[str]:
+    """The study configs and plans below experiments/study/, nested folders too."""
+    base = ROOT / "experiments"
+    return [
+        str(p.relative_to(base))
+        for p in sorted((base / "study").rglob("*"))
+        if p.suffix in (".yaml", ".md") and (p.suffix == ".yaml" or p.parent == base / "study")
+    ]
+
+
 def _build_wheel(tmp: Path) -> Path:
     src = tmp / "src"
     skip = shutil.ignore_patterns(
@@ -96,7 +106,7 @@ def test_wheel_installs_with_core_dependencies_and_runs_an_experiment(tmp_path):
             assert f"{dotted.replace('.', '/')}/{py.name}" in names, py
     for md in ROOT.glob("adapters/**/SANDBOX.md"):
         assert "rewardfilter/adapters/" + str(md.relative_to(ROOT / "adapters")) in names
-    for cfg in ("tiny.yaml", "demo.yaml", "control.yaml", "study/control.yaml"):
+    for cfg in ("tiny.yaml", "demo.yaml", "control.yaml", "study/control.yaml", *_study_files()):
         assert f"rewardfilter/experiments/{cfg}" in names
 
     env_dir = tmp_path / "venv"

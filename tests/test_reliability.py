@@ -77,8 +77,10 @@ def test_spearman_mse_auc_match_references():
 def test_ensemble_std():
     ens = np.array([[0.0, 1.0, 2.0], [0.0, 3.0, 2.0]])
     np.testing.assert_allclose(rf.ensemble_std(ens), [0.0, 1.0, 0.0])
-    with pytest.raises(ValueError, match="at least 2 members"):
-        rf.ensemble_std(np.zeros((1, 3)))
+    # one member (DESIGN: K = 1 is allowed): no disagreement
+    np.testing.assert_array_equal(rf.ensemble_std(np.array([[1.0, 5.0, 2.0]])), [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="at least 1 member"):
+        rf.ensemble_std(np.zeros((0, 3)))
     with pytest.raises(ValueError, match="2-D"):
         rf.ensemble_std(np.zeros(3))
 

@@ -201,13 +201,13 @@ def test_algorithms_train_with_every_filter(algo, spec):
         model, callback, before = _train(algo, spec)
     assert len(callback.history) == 3
     assert not th.equal(before, _params(model)), "the policy must have been updated"
-    assert sum(h["n_episodes"] for h in callback.history) > 10
+    assert sum(h["n_samples"] for h in callback.history) > 10
     fractions = [h["kept_fraction"] for h in callback.history]
     assert all(0 < f <= 1 for f in fractions)
     if spec in ("bon", "br", "random:2", "topk:2", "uncertainty:0.4"):
         assert min(fractions) < 1, "a ranked filter must drop some steps"
     if spec == "uncertainty:0.4":
-        assert all(h["ensemble_std_mean"] > 0 for h in callback.history if h["n_episodes"])
+        assert all(h["ensemble_std_mean"] > 0 for h in callback.history if h["n_samples"])
     if spec == "adaptive":
         assert model.rollout_buffer.filter.chosen_ is not None
 
@@ -267,9 +267,9 @@ def test_baselines_with_the_same_buffer(group_size, noise, spec):
     )
     model.learn(32 * 8 * 2, callback=FilterStatsCallback())
     stats = model.rollout_buffer.last_stats
-    assert stats["n_episodes"] > 0
+    assert stats["n_samples"] > 0
     if noise == "none":  # the oracle: noisy and true returns coincide
-        assert stats["noisy_return_mean"] == stats["true_return_mean"] and stats["r2"] == 1.0
+        assert stats["reward_mean"] == stats["score_mean"] and stats["r2"] == 1.0
     if spec == "none":
         assert stats["kept_fraction"] == 1.0
 
@@ -294,7 +294,7 @@ def test_infos_reach_the_buffer_through_vec_normalize():
     model.learn(32 * 8 * 2, callback=FilterStatsCallback())
     stats = model.rollout_buffer.last_stats
     # ranked by the env's own episode returns, not VecNormalize's scaled rewards
-    assert stats["noisy_return_mean"] == stats["true_return_mean"] > 5
+    assert stats["reward_mean"] == stats["score_mean"] > 5
     assert stats["kept_fraction"] < 1
 
 
@@ -360,7 +360,7 @@ def test_dict_observation_buffer_trains_with_ppo():
     before = _params(model)
     model.learn(64 * 4 * 2, callback=FilterStatsCallback())
     stats = model.rollout_buffer.last_stats
-    assert stats["n_episodes"] > 0 and stats["kept_fraction"] < 1
+    assert stats["n_samples"] > 0 and stats["kept_fraction"] < 1
     assert not th.equal(before, _params(model))
 
 
@@ -387,10 +387,10 @@ def test_callback_logs_to_the_sb3_logger(tmp_path):
     for key in (
         "kept_fraction",
         "filtered_r2",
-        "noisy_return_mean",
-        "true_return_mean",
+        "reward_mean",
+        "score_mean",
         "ensemble_std_mean",
-        "n_episodes",
+        "n_samples",
         "n_kept_transitions",
     ):
         assert f"filter/{key}" in rows[0], key
@@ -491,8 +491,8 @@ def test_infos_reach_a_subclass_that_overrides_add_with_filter_none():
     model.learn(64 * 4, callback=FilterStatsCallback())
     stats = model.rollout_buffer.last_stats
     # CartPole's true return is the episode length; the noisy one is not: R² < 1
-    assert stats["n_episodes"] > 0 and stats["r2"] < 0.99
-    assert stats["noisy_return_mean"] != stats["true_return_mean"]
+    assert stats["n_samples"] > 0 and stats["r2"] < 0.99
+    assert stats["reward_mean"] != stats["score_mean"]
 
 
 def test_learning_without_the_callback_is_an_error_even_unfiltered():

@@ -97,7 +97,7 @@ def test_only_complete_contexts_are_ranked_and_the_rest_is_held():
     # env0's second episode (gid 2) waits for env1's, still running; env3's (gid 3) runs on
     assert set(yielded(buf, 4)) == steps(1, 0, 4) | steps(3, 0, 2)
     stats = buf.last_stats
-    assert stats["n_episodes"] == 4 and stats["group_size_mean"] == 2
+    assert stats["n_samples"] == 4 and stats["group_size_mean"] == 2
     assert stats["kept_fraction"] == 0.5
     assert stats["n_kept_transitions"] == 6
     assert stats["n_held_transitions"] == 3 + 2 + 4
@@ -129,8 +129,8 @@ def test_held_episodes_are_ranked_by_their_full_return_and_trained_once():
         | steps(0, 0, 6, 1)
     )
     stats = buf.last_stats
-    assert stats["n_episodes"] == 6 and stats["kept_fraction"] == 0.5
-    assert stats["noisy_return_mean"] == pytest.approx((3 + 9 + 21 + 6 + 6 + 5) / 6)
+    assert stats["n_samples"] == 6 and stats["kept_fraction"] == 0.5
+    assert stats["reward_mean"] == pytest.approx((3 + 9 + 21 + 6 + 6 + 5) / 6)
     assert stats["n_held_transitions"] == 5
 
 
@@ -162,9 +162,9 @@ def _synthetic_run(spec, n_groups=2, size=4, T=64, rollouts=30, seed=0):
             warnings.simplefilter("error")
             fill(buf, rewards, starts, groups, start_next, rollout=r)
         stats = buf.last_stats
-        ranked += stats["n_episodes"]
+        ranked += stats["n_samples"]
         kept += int((buf.last_episode_weights > 0).sum())
-        if stats["n_episodes"]:
+        if stats["n_samples"]:
             sizes.append(stats["group_size_mean"])
         trained += yielded(buf, 32)
     return ranked, kept, trained, sizes
@@ -320,6 +320,12 @@ def test_nan_observed_reward_is_reported_at_add_with_env_and_step():
             np.zeros((2, 3)), np.zeros((2, 1)), np.zeros(2), np.zeros(2), th.zeros(2), th.zeros(2),
             infos=[{"observed_reward": 1.0}, {"observed_reward": float("nan")}],
         )  # fmt: skip
+    plain = FilteredRolloutBuffer(4, OBS, ACT, device="cpu", n_envs=2, filter="none")
+    with pytest.raises(ValueError, match="env 0 at step 0 .* inf"):  # no observed_reward info
+        plain.add(
+            np.zeros((2, 3)), np.zeros((2, 1)), np.array([np.inf, 0.0]), np.ones(2), th.zeros(2),
+            th.zeros(2), infos=[{}, {}],
+        )  # fmt: skip
 
 
 def test_nan_true_reward_warns_and_is_left_out_of_the_statistics():
@@ -330,8 +336,8 @@ def test_nan_true_reward_warns_and_is_left_out_of_the_statistics():
     with pytest.warns(UserWarning, match="true reward of env 2 at step 1"):
         fill(buf, rewards, starts, groups, dones, true=true)
     stats = buf.last_stats
-    assert stats["n_true_nonfinite"] == 1 and stats["n_episodes"] == 5
-    assert stats["true_return_mean"] == pytest.approx((3 + 8 + 10 + 3) / 4)
+    assert stats["scores_skipped"] == 1 and stats["n_samples"] == 5
+    assert stats["score_mean"] == pytest.approx((3 + 8 + 10 + 3) / 4)
     assert np.isfinite(stats["r2"])
     assert len(yielded(buf, 8)) == 24  # training goes on
 
@@ -405,7 +411,7 @@ def test_adaptive_is_refitted_on_the_episodes_of_the_last_rollouts(monkeypatch):
     rewards_seen, groups_seen = seen[-1]
     np.testing.assert_array_equal(rewards_seen[:6], rewards_seen[6:])  # the same scenario twice
     assert set(groups_seen[:6]).isdisjoint(groups_seen[6:])  # ... its contexts kept apart
-    assert buf.last_episodes["weights"].shape == (buf.last_stats["n_episodes"],)
+    assert buf.last_episodes["weights"].shape == (buf.last_stats["n_samples"],)
 
 
 @pytest.mark.parametrize("window", [0, -1, 1.5, True])

@@ -85,3 +85,40 @@ def test_every_record_carries_the_untrained_policys_true_return():
     control.run_control(_run(spec="none"), records.append)
     starts = {r["start_true_return"] for r in records}
     assert len(starts) == 1 and np.isfinite(starts.pop())
+
+
+@pytest.mark.parametrize(
+    ("name", "runs"),
+    [
+        ("calibration_v2", 39),
+        ("control_v2_terminal", 110),
+        ("control_v2_learned", 100),
+        ("control_v2_negative", 40),
+    ],
+)
+def test_round_two_study_configs_are_valid(name, runs):
+    from pathlib import Path
+
+    from rewardfilter.experiments.config import load_config
+
+    path = Path(__file__).parents[1] / "experiments" / "study" / f"{name}.yaml"
+    assert len(load_config(path).expand()) == runs
+
+
+def test_checkpoints_are_saved_for_the_offline_pool(tmp_path):
+    from stable_baselines3 import PPO
+
+    from rewardfilter.adapters.sb3.pool import collect_pool
+    from rewardfilter.experiments.domains import control
+
+    run = {**_run(spec="none", hparams={"checkpoints": [0.5, 1.0]}), "out_dir": str(tmp_path)}
+    control.run_control(run, lambda record: None)
+    assert sorted(p.name for p in tmp_path.glob("*.zip")) == [
+        "checkpoint_100.zip",
+        "checkpoint_50.zip",
+    ]
+    model = PPO.load(tmp_path / "checkpoint_50.zip", device="cpu")
+    pool = collect_pool(model, "rewardfilter/Pendulum-v1", n_contexts=1, group_size=2)
+    assert pool["noisy"].shape == (2,)
+    with pytest.raises(ValueError, match="'checkpoints' parameter"):
+        control.run_control(_run(hparams={"checkpoints": [1.5]}), lambda record: None)

@@ -261,6 +261,28 @@ def test_rank_weights_scale_the_advantages(tiny_dir, tmp_path):
     )
 
 
+def test_accumulation_reuse_and_evaluation_run(tiny_dir, tmp_path):
+    """Gradient accumulation over a generation batch, two iterations per batch, and evaluate()."""
+    trainer = make_trainer(
+        tiny_dir,
+        tmp_path,
+        filter="br",
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        num_iterations=2,
+        max_steps=2,
+        per_device_eval_batch_size=8,
+    )
+    trainer.eval_dataset = Dataset.from_dict({"prompt": PROMPTS})
+    trainer.train()
+    steps = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(steps) == 2 and all(math.isfinite(h["loss"]) for h in steps)
+    # one generation batch serves both optimizer steps (2 accumulation chunks x 2 iterations)
+    assert [h.get("filter/kept_fraction") for h in steps] == [0.5, None]
+    result = trainer.evaluate()
+    assert math.isfinite(result["eval_loss"]) and result["eval_filter/kept_fraction"] == 0.5
+
+
 # -- group-level filters -------------------------------------------------------------------------
 
 
@@ -370,16 +392,45 @@ def length_score(completions, **kwargs):
     return [float(len(c) % 5) for c in completions]
 
 
-def test_true_score_logs_filtered_r2_and_fits_adaptive(tiny_dir, tmp_path):
+@pytest.mark.parametrize("spec", ["adaptive", "zero_std+adaptive"])
+def test_true_score_logs_filtered_r2_and_fits_adaptive(tiny_dir, tmp_path, spec):
     trainer = make_trainer(
-        tiny_dir, tmp_path, filter="adaptive", true_score_func=length_score, max_steps=2
+        tiny_dir, tmp_path, filter=spec, true_score_func=length_score, max_steps=2
     )
+    assert not trainer.reward_filter.is_fitted
     trainer.train()
     log = trainer.state.log_history[0]
-    for key in ("filter/r2_all", "filter/r2_kept", "filter/true_score", "filter/kept_fraction"):
+    for key in ("filter/r2_all", "filter/true_score", "filter/kept_fraction"):
         assert key in log
-    assert trainer.reward_filter.chosen_ is not None
+    assert trainer.reward_filter.is_fitted
     assert any(key.startswith("filter/adaptive_r2/") for key in log)
+
+
+def test_filtered_r2_and_spearman_are_the_cores_on_the_kept_completions(tiny_dir, tmp_path):
+    trainer = make_trainer(tiny_dir, tmp_path, filter="br", true_score_func=length_score)
+    out = one_generation(trainer)
+    rewards, scores = rewards_of(trainer), trainer._pf_scores.numpy().astype(float)
+    w = out["pf_weight"].numpy().astype(float)
+    metrics = trainer._metrics["train"]
+    assert np.ptp(scores) > 0 and np.ptp(scores[w > 0]) > 0  # the test needs varied scores
+    assert metrics["filter/r2_all"] == [pytest.approx(rf.r2(rewards, scores))]
+    assert metrics["filter/r2_kept"] == [pytest.approx(rf.r2(rewards, scores, w))]
+    assert metrics["filter/spearman_kept"] == [
+        pytest.approx(rf.spearman(rewards[w > 0], scores[w > 0]))
+    ]
+    assert metrics["filter/true_score"] == [pytest.approx(scores.mean())]
+
+
+def constant_score(completions, **kwargs):
+    return [0.0] * len(completions)
+
+
+def test_constant_true_scores_log_no_r2(tiny_dir, tmp_path):
+    trainer = make_trainer(tiny_dir, tmp_path, filter="br", true_score_func=constant_score)
+    one_generation(trainer)
+    metrics = trainer._metrics["train"]
+    assert metrics["filter/true_score"] == [0.0]
+    assert not any(key.startswith(("filter/r2", "filter/spearman")) for key in metrics)
 
 
 def test_true_score_by_import_path(tiny_dir, tmp_path):
@@ -489,3 +540,17 @@ def test_two_process_run_gathers_the_kept_fraction(tiny_dir, tmp_path):
         assert all(h["filter/kept_fraction"] == 0.5 for h in steps)
         assert all(h["filter/groups_dropped"] == 1.0 for h in steps)
         assert all(math.isfinite(h["loss"]) for h in steps)
+
+
+@pytest.mark.slow
+def test_example_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "trl_pfgrpo.py"
+    spec = importlib.util.spec_from_file_location("trl_pfgrpo_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    last = example.main(["--steps", "1", "--prompts", "2", "--max-new-tokens", "8"])
+    assert last["filter/kept_fraction"] == 0.5  # br keeps 2 of 4
+    assert "filter/ensemble_spread" in last and "filter/true_score" in last

@@ -10,10 +10,13 @@ about one shape only.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import os
-from collections.abc import Iterable, Sequence
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -83,24 +86,61 @@ class CodeTask:
                     f"{where}: field '{f.name}' must be a string, got {type(value).__name__}"
                 )
             values[f.name] = value
-        if not values["entry_point"].isidentifier():
+        entry = values["entry_point"]
+        if not entry.isidentifier():
             raise ValueError(
-                f"{where}: field 'entry_point' must be a Python identifier, "
-                f"got {values['entry_point']!r}"
+                f"{where}: field 'entry_point' must be a Python identifier, got {entry!r}"
+            )
+        if not re.search(
+            rf"^(?:async[ \t]+)?def[ \t]+{re.escape(entry)}[ \t]*\(", values["prompt"], re.M
+        ):
+            raise ValueError(
+                f"{where}: field 'entry_point' names {entry!r}, but the prompt defines no "
+                f"top-level function of that name ('def {entry}(...)')"
+            )
+        if not re.search(r"^def[ \t]+check[ \t]*\(", values["test"], re.M):
+            raise ValueError(
+                f"{where}: field 'test' must define 'def check(candidate):', which the harness calls"
             )
         return cls(**values)
 
 
 def _open_text(path: Path, mode: str):
-    """Open plain or gzip-compressed text (HumanEval ships as .jsonl.gz).
-
-    Reading accepts a UTF-8 byte-order mark (some editors add one), which
-    ``json.loads`` would otherwise reject on line 1.
-    """
-    encoding = "utf-8-sig" if mode == "r" else "utf-8"
+    """Open plain or gzip-compressed text for writing (HumanEval ships as .jsonl.gz)."""
     if path.suffix == ".gz":
-        return gzip.open(path, mode + "t", encoding=encoding)
-    return open(path, mode, encoding=encoding)
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of a plain or gzip-compressed UTF-8 file.
+
+    A UTF-8 byte-order mark (some editors add one) is dropped from line 1.
+    Undecodable bytes and a truncated or corrupt ``.gz`` raise ``ValueError``
+    naming the file and the line.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    lineno = 0
+    with opener(path, "rb") as fh:
+        while True:
+            try:
+                raw = fh.readline()
+            except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                raise ValueError(
+                    f"{path} line {lineno + 1}: the compressed file is truncated or corrupt ({exc})"
+                ) from None
+            if not raw:
+                return
+            lineno += 1
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(
+                    f"{path} line {lineno}: not valid UTF-8 (byte {raw[exc.start]:#04x} at "
+                    f"column {exc.start + 1})"
+                ) from None
 
 
 def load_jsonl(path: str | os.PathLike) -> list[CodeTask]:
@@ -114,30 +154,33 @@ def load_jsonl(path: str | os.PathLike) -> list[CodeTask]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        On invalid JSON, a missing or non-string field, or a duplicate
-        ``task_id``.
+        On a file with no tasks, bytes that are not UTF-8, a truncated
+        ``.gz``, invalid or too deeply nested JSON, a missing or non-string
+        field, an ``entry_point`` the prompt does not define, a ``test``
+        without ``check``, or a duplicate ``task_id``.
     """
     path = Path(path)
     tasks: list[CodeTask] = []
     seen: dict[str, int] = {}
-    with _open_text(path, "r") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{where}: invalid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            task = CodeTask.from_dict(record, where=where)
-            if task.task_id in seen:
-                raise ValueError(
-                    f"{where}: duplicate task_id {task.task_id!r} (first on line {seen[task.task_id]})"
-                )
-            seen[task.task_id] = lineno
-            tasks.append(task)
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path} line {lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise ValueError(f"{where}: JSON nested too deeply to be a task record") from None
+        task = CodeTask.from_dict(record, where=where)
+        if task.task_id in seen:
+            raise ValueError(
+                f"{where}: duplicate task_id {task.task_id!r} (first on line {seen[task.task_id]})"
+            )
+        seen[task.task_id] = lineno
+        tasks.append(task)
+    if not tasks:
+        raise ValueError(f"{path}: no tasks (the file is empty or holds blank lines only)")
     return tasks
 
 

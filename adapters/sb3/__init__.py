@@ -9,12 +9,16 @@
                                 env_kwargs={"noise": "heteroscedastic"})
     model = PPO("MlpPolicy", venv, rollout_buffer_class=FilteredRolloutBuffer,
                 rollout_buffer_kwargs={"filter": "br"})
-    model.learn(20_000, callback=FilterStatsCallback())
+    model.learn(20_000, callback=FilterStatsCallback())  # hands each step's infos to the buffer
 
 Baselines with the same buffer: the oracle (``noise="none"``), PPO-S
 (``group_size=1``, filter ``none``), PPO-M (group size N, filter ``none``),
 ``random:2`` (as many samples as BR/BW, chosen blindly) and every core filter.
 """
+
+from rewardfilter.extras import check_modules
+
+check_modules(("gymnasium", "torch", "stable_baselines3"), "sb3", "rewardfilter.adapters.sb3")
 
 from rewardfilter.adapters.sb3.buffers import (
     STAT_KEYS,

@@ -88,6 +88,7 @@ true one. The infos are those written by
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import deque
 from collections.abc import Generator
@@ -210,10 +211,7 @@ class FilterMixin:
 
     def reset(self) -> None:
         super().reset()  # type: ignore[misc]
-        shape = (self.buffer_size, self.n_envs)
-        self.group_ids = np.full(shape, -1, dtype=np.int64)
-        self.observed_rewards = np.zeros(shape)
-        self.true_rewards = np.zeros(shape)
+        self._step_infos: list[list[dict[str, Any]]] = []
         self.reward_ensembles: np.ndarray | None = None
         self._weights: np.ndarray | None = None
         self._pool = 0
@@ -244,50 +242,71 @@ class FilterMixin:
         super().add(*args, **kwargs)  # type: ignore[misc]
 
     def _record(self, infos: list[dict[str, Any]], sb3_rewards: np.ndarray) -> None:
+        """Check the step's reward now; keep its infos, parsed once at the rollout's end."""
         t = self.pos
+        for e, info in enumerate(infos):
+            value = info.get(OBSERVED_REWARD_KEY, sb3_rewards[e])
+            if not math.isfinite(value):
+                self._bad_reward(e, t, value)
+        if t == 0:
+            self._check_group_ids(infos, t)
+            if self.group_size is None and self._ranks:
+                # every member is at its first episode: the most frequent id counts the members
+                gids = [info[GROUP_ID_KEY] for info in infos]
+                self.group_size = int(np.unique(gids, return_counts=True)[1].max())
+                self.filter.check_group_size(self.group_size)
+        # a reference per step is the only per-step cost: the buffer stays as fast as SB3's
+        self._step_infos.append(infos)
+
+    @staticmethod
+    def _bad_reward(env: int, step: int, value: float) -> None:
+        raise ValueError(
+            f"The observed reward of env {env} at step {step} of the rollout is {value}: "
+            "rewards must be finite (check the env or its noise model)."
+        )
+
+    def _check_group_ids(self, infos: list[dict[str, Any]], step: int) -> None:
+        if self._ranks and any(GROUP_ID_KEY not in info for info in infos):
+            raise ValueError(
+                f"Filter {self.filter.spec!r} needs group ids in the step infos "
+                f"('{GROUP_ID_KEY}'; missing at step {step} of the rollout): build the env with "
+                "rewardfilter.adapters.sb3.make_grouped_vec_env (or wrap each copy in GroupMember)."
+            )
+
+    def _parse_infos(self) -> None:
+        """Turn the rollout's infos into (step, env) arrays of group ids and rewards."""
+        T, E = self.buffer_size, self.n_envs
+        flat = [info for row in self._step_infos for info in row]
+        sb3 = self.rewards.reshape(-1)  # type: ignore[attr-defined]
         observed = np.array(
-            [info.get(OBSERVED_REWARD_KEY, r) for info, r in zip(infos, sb3_rewards, strict=True)],
-            dtype=np.float64,
+            [info.get(OBSERVED_REWARD_KEY, r) for info, r in zip(flat, sb3, strict=True)], float
         )
         bad = np.flatnonzero(~np.isfinite(observed))
         if bad.size:
-            e = int(bad[0])
-            raise ValueError(
-                f"The observed reward of env {e} at step {t} of the rollout is {observed[e]}: "
-                "rewards must be finite (check the env or its noise model)."
-            )
+            self._bad_reward(int(bad[0] % E), int(bad[0] // E), observed[bad[0]])
         true = np.array(
-            [info.get("true_reward", o) for info, o in zip(infos, observed, strict=True)], float
+            [info.get("true_reward", o) for info, o in zip(flat, observed, strict=True)], float
         )
         bad = np.flatnonzero(~np.isfinite(true))
         if bad.size and not self._warned_true_nan:
             self._warned_true_nan = True
+            k = int(bad[0])
             warnings.warn(
-                f"The true reward of env {int(bad[0])} at step {t} of the rollout is "
-                f"{true[bad[0]]}; its episode is left out of the statistics (training goes on).",
-                stacklevel=3,
+                f"The true reward of env {k % E} at step {k // E} of the rollout is {true[k]}; "
+                "its episode is left out of the statistics (training goes on).",
+                stacklevel=4,
             )
-        gids = [info.get(GROUP_ID_KEY) for info in infos]
+        gids = [info.get(GROUP_ID_KEY) for info in flat]
         if None in gids:
-            if self._ranks:
-                raise ValueError(
-                    f"Filter {self.filter.spec!r} needs group ids in the step infos "
-                    f"('{GROUP_ID_KEY}'); build the env with "
-                    "rewardfilter.adapters.sb3.make_grouped_vec_env (or wrap each copy in GroupMember)."
-                )
+            k = gids.index(None)
+            self._check_group_ids([flat[k]], k // E)
             gids = [-1 if g is None else g for g in gids]
-        if self.group_size is None and self._ranks:
-            # every member is at its first episode: the most frequent group id counts the members
-            self.group_size = int(np.unique(gids, return_counts=True)[1].max())
-            self.filter.check_group_size(self.group_size)
-        self.observed_rewards[t] = observed
-        self.true_rewards[t] = true
-        self.group_ids[t] = gids
-        if all("reward_ensemble" in info for info in infos):
-            ens = np.asarray([info["reward_ensemble"] for info in infos], dtype=np.float64)
-            if self.reward_ensembles is None:
-                self.reward_ensembles = np.zeros((self.buffer_size, self.n_envs, ens.shape[-1]))
-            self.reward_ensembles[t] = ens.reshape(self.n_envs, -1)
+        self.observed_rewards = observed.reshape(T, E)
+        self.true_rewards = true.reshape(T, E)
+        self.group_ids = np.asarray(gids, dtype=np.int64).reshape(T, E)
+        if all("reward_ensemble" in info for info in flat):
+            ens = np.asarray([info["reward_ensemble"] for info in flat], dtype=np.float64)
+            self.reward_ensembles = ens.reshape(T, E, -1)
 
     # -- 2. advantages, 3. score and filter -------------------------------------
 
@@ -299,6 +318,7 @@ class FilterMixin:
     def _rank_and_weight(self, dones: np.ndarray) -> None:
         """Add the rollout's episodes to the ledger, rank complete contexts, build the training set."""
         T, E = self.buffer_size, self.n_envs
+        self._parse_infos()
         seg = split_segments(self.episode_starts, dones)
 
         def totals(x: np.ndarray) -> np.ndarray:
@@ -373,7 +393,7 @@ class FilterMixin:
         ensemble = (
             ep["ensemble"] if ep["ensemble"] is not None and len(ep["ensemble"]) >= 2 else None
         )
-        if isinstance(self.filter, rf.AdaptiveFilter):
+        if self.filter.requires_fit:
             if self.refit_adaptive:
                 self._fit_history.append(ep)
                 pooled = pool_history(list(self._fit_history))
@@ -385,7 +405,7 @@ class FilterMixin:
                         )  # fmt: skip
                     except ValueError:
                         pass  # too little signal in the window: keep the previous choice
-            if self.filter.chosen_ is None:
+            if not self.filter.is_fitted:
                 return np.ones(n), 0
         by = ep["true"] if self.rank_by == "true" else ep["noisy"]
         w = self.filter.weights(by, ep["groups"], rng=rng, ensemble=ensemble)

@@ -7,7 +7,7 @@ import math
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rewardfilter.adapters.sb3.buffers import FilterMixin
-from rewardfilter.adapters.sb3.stats import EXTRA_KEYS, STAT_KEYS
+from rewardfilter.adapters.sb3.stats import STAT_KEYS
 
 
 class FilterStatsCallback(BaseCallback):
@@ -21,14 +21,15 @@ class FilterStatsCallback(BaseCallback):
     ``learn`` of a model built with ``FilteredRolloutBuffer`` (the buffer raises
     otherwise); combine it with others in a list (``callback=[FilterStatsCallback(), ...]``).
 
-    Logs, under ``prefix`` (default ``"filter/"``): ``kept_fraction`` (ranked
-    episodes kept), ``filtered_r2`` (R² between noisy and true returns of the
-    kept episodes: PF-PPO's criterion, measured online), ``noisy_return_mean``,
-    ``true_return_mean``, ``ensemble_std_mean`` (only when the reward model is
-    an ensemble), ``n_episodes``, ``n_kept_transitions``, and also ``r2``,
-    ``kept_transition_fraction``, ``n_unranked_transitions``,
-    ``n_held_transitions``, ``group_size_mean``, ``n_true_nonfinite`` and
-    ``fallback``.
+    Logs, under ``prefix`` (default ``"filter/"``), every key of the buffer's
+    ``last_stats`` (``STAT_KEYS``): the core's one statistics record
+    (:class:`rewardfilter.FilterStats` over the episodes ranked in the rollout:
+    ``kept_fraction``, ``filtered_r2`` — R² between noisy and true returns of
+    the kept episodes, PF-PPO's criterion measured online —, ``reward_mean``
+    (noisy return), ``score_mean`` (true return), ``n_samples`` (episodes),
+    ...; ``ensemble_std_mean`` only when the reward model is an ensemble) and
+    the transition counts ``n_kept_transitions``, ``kept_transition_fraction``,
+    ``n_unranked_transitions``, ``n_held_transitions``, with ``top1_correct``.
 
     Parameters
     ----------
@@ -63,7 +64,7 @@ class FilterStatsCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         stats = dict(self.model.rollout_buffer.last_stats)
         self.history.append(stats)
-        for key in (*STAT_KEYS, *EXTRA_KEYS):
+        for key in STAT_KEYS:
             value = stats.get(key, math.nan)
             if key == "ensemble_std_mean" and math.isnan(value):
                 continue

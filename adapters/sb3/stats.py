@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,28 +12,18 @@ import numpy as np
 import rewardfilter as rf
 from rewardfilter.adapters.sb3.episodes import Episode
 
-#: the keys every rollout's statistics carry (logged by FilterStatsCallback)
-STAT_KEYS = (
-    "kept_fraction",
-    "filtered_r2",
-    "noisy_return_mean",
-    "true_return_mean",
-    "ensemble_std_mean",
-    "n_episodes",
+#: the SB3-specific keys of a rollout's statistics, beside the core's FilterStats fields
+TRANSITION_KEYS = (
     "n_kept_transitions",
-)
-
-#: further keys, also logged
-EXTRA_KEYS = (
-    "r2",
     "kept_transition_fraction",
     "n_unranked_transitions",
     "n_held_transitions",
-    "group_size_mean",
-    "n_true_nonfinite",
-    "fallback",
     "top1_correct",
 )
+
+#: every key of a rollout's statistics (logged by FilterStatsCallback): the core's one record
+#: (:class:`rewardfilter.FilterStats`, over the episodes ranked in the rollout) and the above
+STAT_KEYS = (*(f.name for f in dataclasses.fields(rf.FilterStats)), *TRANSITION_KEYS)
 
 
 def pool_episodes(episodes: Sequence[Episode], weights: Any = None) -> dict[str, Any]:
@@ -100,7 +91,8 @@ def episode_stats(
     fallback: int = 0,
     unranked: int = 0,
 ) -> dict[str, float]:
-    """The statistics record of one rollout.
+    """The statistics record of one rollout: :func:`rewardfilter.filter_stats` over its ranked
+    episodes (rewards = noisy returns, scores = true returns), plus transition counts.
 
     Parameters
     ----------
@@ -120,43 +112,39 @@ def episode_stats(
     Returns
     -------
     dict
-        ``kept_fraction`` (ranked episodes kept), ``kept_transition_fraction``,
-        ``filtered_r2`` (R² between noisy and true returns of the kept episodes),
-        ``r2`` (all ranked episodes), ``noisy_return_mean``, ``true_return_mean``,
-        ``ensemble_std_mean`` (NaN without an ensemble), ``n_episodes``,
-        ``n_kept_transitions``, ``n_unranked_transitions``, ``n_held_transitions``,
-        ``group_size_mean`` (episodes per ranked context), ``n_true_nonfinite``
-        (episodes left out for a non-finite true return), ``fallback`` and
-        ``top1_correct`` (share of contexts whose noisy best is the true best).
+        The fields of :class:`rewardfilter.FilterStats` (``n_samples`` episodes,
+        ``kept_fraction`` of them kept, ``reward_mean`` the noisy and
+        ``score_mean`` the true return, ``r2``, ``filtered_r2``,
+        ``scores_skipped`` for non-finite true returns, ...; NaN when no
+        episode was ranked), and ``n_kept_transitions``,
+        ``kept_transition_fraction``, ``n_unranked_transitions``,
+        ``n_held_transitions``, ``top1_correct`` (share of contexts whose noisy
+        best is the true best).
     """
     ep = pool_episodes(ranked, weights)
-    n = len(ranked)
-    kept_steps = 0 if step_weights is None else int((step_weights > 0).sum())
-    stats: dict[str, float] = dict.fromkeys((*STAT_KEYS, *EXTRA_KEYS), math.nan)
+    stats: dict[str, float] = dict.fromkeys(STAT_KEYS, math.nan)
+    if ranked:
+        ens = ep["ensemble"] if ep["ensemble"] is not None and len(ep["ensemble"]) >= 2 else None
+        record = rf.filter_stats(
+            ep["noisy"],
+            ep["weights"],
+            ep["groups"],
+            scores=ep["true"],
+            ensemble=ens,
+            fallback=bool(fallback),
+        )
+        stats.update(record.as_dict())
+        kept = ep["weights"] > 0
+        stats["kept_transition_fraction"] = float(
+            ep["lengths"][kept].sum() / max(1, ep["lengths"].sum())
+        )
+        stats["top1_correct"] = top1_correct(ep["noisy"], ep["true"], ep["groups"])
+    else:
+        stats.update(n_samples=0, n_kept=0, n_groups=0, groups_dropped=0, scores_skipped=0)
+        stats["fallback"] = float(bool(fallback))
     stats.update(
-        n_episodes=n,
-        n_kept_transitions=kept_steps,
+        n_kept_transitions=0 if step_weights is None else int((step_weights > 0).sum()),
         n_unranked_transitions=int(unranked),
         n_held_transitions=int(n_held),
-        fallback=int(fallback),
-        n_true_nonfinite=int((~np.isfinite(ep["true"])).sum()),
     )
-    if n == 0:
-        return stats
-    kept = ep["weights"] > 0
-    ok = np.isfinite(ep["true"])
-    stats.update(
-        kept_fraction=float(kept.mean()),
-        kept_transition_fraction=float(ep["lengths"][kept].sum() / max(1, ep["lengths"].sum())),
-        noisy_return_mean=float(ep["noisy"].mean()),
-        group_size_mean=float(np.unique(ep["groups"], return_counts=True)[1].mean()),
-        top1_correct=top1_correct(ep["noisy"], ep["true"], ep["groups"]),
-    )
-    if ok.any():
-        stats["true_return_mean"] = float(ep["true"][ok].mean())
-        stats["r2"] = rf.r2(ep["noisy"][ok], ep["true"][ok])
-        if (kept & ok).any():
-            stats["filtered_r2"] = rf.r2(ep["noisy"][ok], ep["true"][ok], weights=ep["weights"][ok])
-    if ep["ensemble"] is not None and ep["ensemble"].shape[0] >= 2:
-        stats["ensemble_std_mean"] = float(rf.ensemble_std(ep["ensemble"]).mean())
     return stats

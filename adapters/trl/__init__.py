@@ -10,11 +10,14 @@ loss. Turning a GRPO script into PF-GRPO is one line::
 then ``GRPOConfig(..., filter="br")``. Needs the ``[trl]`` extra.
 """
 
+from rewardfilter.extras import MissingExtraError
+
 try:
+    import accelerate  # noqa: F401
     import trl  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised by a test that hides trl
-    raise ImportError(
-        "rewardfilter.adapters.trl needs TRL and Accelerate: pip install 'rewardfilter[trl]'"
+except ImportError as exc:  # exercised by a test that hides trl
+    raise MissingExtraError(
+        getattr(exc, "name", None) or "trl", "trl", "rewardfilter.adapters.trl"
     ) from exc
 
 from .config import PFGRPOConfig

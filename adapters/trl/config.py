@@ -43,7 +43,8 @@ class PFGRPOConfig(GRPOConfig):
         metadata={
             "help": "'all': advantages are TRL's, normalised over the whole group, and filtered completions "
             "are then removed (the authors' resampling path). 'kept': each group's advantages are recomputed "
-            "from the mean (and, per scale_rewards, std) of its kept completions only."
+            "from the mean (and, per scale_rewards, std) of its kept completions only (so with 'bon', one kept "
+            "completion per group, every advantage is 0)."
         },
     )
     ensemble_reward_funcs: list[str] | None = field(
@@ -136,10 +137,7 @@ class PFGRPOConfig(GRPOConfig):
 
 def _requires_fit(flt: rf.Filter) -> bool:
     """Whether ``flt`` must be fitted on labelled data before it can weigh samples."""
-    if hasattr(flt, "requires_fit"):
-        value = flt.requires_fit
-        return bool(value() if callable(value) else value)
-    return any(isinstance(part, rf.AdaptiveFilter) for part in getattr(flt, "parts", (flt,)))
+    return bool(flt.requires_fit)
 
 
 def _callable_name(func: Callable) -> str:

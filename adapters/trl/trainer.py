@@ -61,14 +61,18 @@ class PFGRPOTrainer(GRPOTrainer):
     * ``filter/kept_fraction``: completions with weight > 0 / all completions;
     * ``filter/groups_dropped``: prompts none of whose completions was kept;
     * ``filter/ensemble_spread``: mean std across the ensemble's members;
-    * with ``true_score_func``: ``filter/true_score``, ``filter/r2_all``,
-      ``filter/r2_kept``, ``filter/spearman_all``, ``filter/spearman_kept``;
+    * with ``true_score_func``: ``filter/true_score`` (mean), and, when the
+      true scores vary, ``filter/r2_all``, ``filter/r2_kept`` (R² over the
+      kept completions, weighted), ``filter/spearman_all``,
+      ``filter/spearman_kept``;
     * with ``adaptive``: ``filter/adaptive_r2/<candidate>``.
     """
 
     _tag_names = ["trl", "grpo", "rewardfilter", "pf-grpo"]
 
-    def __init__(self, model: Any, reward_funcs: Any, args: PFGRPOConfig | None = None, **kwargs):
+    def __init__(
+        self, model: Any, reward_funcs: Any, args: PFGRPOConfig | None = None, *rest, **kwargs
+    ):
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = PFGRPOConfig(f"{name.split('/')[-1]}-PFGRPO")
@@ -78,7 +82,7 @@ class PFGRPOTrainer(GRPOTrainer):
                 "PFGRPOConfig takes every GRPOConfig field plus filter, filter_advantages, "
                 "ensemble_reward_funcs and true_score_func."
             )
-        super().__init__(model, reward_funcs, args=args, **kwargs)
+        super().__init__(model, reward_funcs, args, *rest, **kwargs)
         self.reward_filter = rf.make_filter(args.filter)
         self._pf_members = self._ensemble_members(args)
         if self._pf_members and args.reward_weights is None:
@@ -178,7 +182,7 @@ class PFGRPOTrainer(GRPOTrainer):
         flt = self.reward_filter
         if _requires_fit(flt) and mode == "train":
             self._refit(flt, r, scores, groups, ensemble, rng, mode)
-        if _requires_fit(flt) and not _is_fitted(flt):
+        if _requires_fit(flt) and not flt.is_fitted:
             weights = np.ones(n)  # nothing to choose with yet: keep everything
         else:
             weights = flt.weights(r, groups, rng=rng, ensemble=ensemble)
@@ -222,12 +226,13 @@ class PFGRPOTrainer(GRPOTrainer):
             return
         metrics["filter/true_score"].append(float(s.mean()))
         kept = w > 0
-        values = {
-            "filter/r2_all": lambda: rf.r2(r, s),
-            "filter/r2_kept": lambda: rf.r2(r, s, w),
-            "filter/spearman_all": lambda: rf.spearman(r, s),
-            "filter/spearman_kept": lambda: rf.spearman(r[kept], s[kept]),
-        }
+        values = {}
+        if np.ptp(s) > 0:  # constant scores say nothing about the reward's reliability
+            values["filter/r2_all"] = lambda: rf.r2(r, s)
+            values["filter/spearman_all"] = lambda: rf.spearman(r, s)
+        if kept.sum() > 1 and np.ptp(s[kept]) > 0:
+            values["filter/r2_kept"] = lambda: rf.r2(r, s, w)
+            values["filter/spearman_kept"] = lambda: rf.spearman(r[kept], s[kept])
         for name, compute in values.items():
             try:
                 value = compute()
@@ -264,14 +269,6 @@ class PFGRPOTrainer(GRPOTrainer):
             # (their mean count per batch, so processes with more kept completions weigh more).
             loss = loss * (rows_in_loss / (kept_fraction * n_rows))
         return loss
-
-
-def _is_fitted(flt: rf.Filter) -> bool:
-    value = getattr(flt, "is_fitted", None)
-    if value is None:
-        parts = getattr(flt, "parts", (flt,))
-        return all(getattr(part, "chosen_", True) is not None for part in parts)
-    return bool(value() if callable(value) else value)
 
 
 def _adaptive_r2(flt: rf.Filter) -> dict[str, float]:

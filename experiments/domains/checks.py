@@ -37,7 +37,8 @@ ANY = None  # any plain value
 class DomainSpec:
     """What a domain accepts; see the module docstring."""
 
-    hparams: dict[str, Any]
+    #: name -> rule, or a function returning them (read from the domain; {} when unknown)
+    hparams: dict[str, Any] | Callable[[], dict[str, Any]]
     task: Callable[[str], str | None] = lambda task_id: None  # -> a reason, or None if fine
     #: noise model -> accepted kwargs (None: not checked here); empty dict: any model passes
     noise: Callable[[], dict[str, tuple[str, ...] | None]] = dict
@@ -69,12 +70,23 @@ BANDIT = DomainSpec(
         "sleep": NON_NEGATIVE,
     },
     task=_bandit_task,
-    noise=lambda: {
-        "none": (),
-        "gaussian": ("std",),
-        "heteroscedastic": ("std_low", "std_high", "threshold"),
-    },
+    noise=lambda: dict(_bandit().NOISE_KWARGS),
+    noise_values=lambda model, kwargs: _bandit_noise_values(model, kwargs),
 )
+
+
+def _bandit():
+    from rewardfilter.experiments.domains import bandit
+
+    return bandit
+
+
+def _bandit_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
+    try:
+        _bandit().noise_model(model, kwargs)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 # --------------------------------------------------------------------------- control (SB3 PPO)
@@ -108,8 +120,8 @@ def _control_noise() -> dict[str, tuple[str, ...] | None]:
 
 def _control_noise_values(model: str, kwargs: dict[str, Any]) -> str | None:
     try:
-        from rewardfilter.envs.noise import config_from_kwargs
         from rewardfilter.envs.wrappers import NOISE_MODELS
+        from rewardfilter.noise import config_from_kwargs
     except ImportError:
         return None
     try:
@@ -126,6 +138,9 @@ CONTROL = DomainSpec(
         "env_kwargs": dict,
         "policy": str,
         "adaptive_window": COUNT,
+        "rank_by": ("observed", "true"),
+        "lr_schedule": ("constant", "linear"),
+        "checkpoints": list,  # fractions of the budget in (0, 1] (checked by domains/control.py)
         # stable_baselines3.PPO's constructor (tests/test_experiments_config.py checks this list)
         "learning_rate": POSITIVE,
         "n_steps": COUNT,
@@ -186,7 +201,9 @@ def _code_task(task_id: str) -> str | None:
     return None
 
 
-CODE = DomainSpec(hparams={}, task=_code_task, noise=lambda: {"none": (), "learned": ("path",)})
+CODE = DomainSpec(
+    hparams=_code_hparams, task=_code_task, noise=lambda: {"none": (), "learned": ("path",)}
+)
 
 SPECS: dict[str, DomainSpec] = {"bandit": BANDIT, "control": CONTROL, "code": CODE}
 
@@ -200,6 +217,9 @@ def _check_value(value: Any, rule: Any, path: str, error: Error) -> None:
     if isinstance(rule, Interval):
         if value not in rule:
             error(path, f"must be {rule}; got {value!r}.")
+    elif isinstance(rule, tuple):  # one of these strings
+        if value not in rule:
+            error(path, f"must be one of {', '.join(map(repr, rule))}; got {value!r}.")
     elif rule is bool:
         if not isinstance(value, bool):
             error(path, f"must be true or false; got {value!r}.")
@@ -212,7 +232,7 @@ def check_hparams(domain: str, hparams: dict[str, Any], path: str, error: Error)
     spec = SPECS.get(domain)
     if spec is None:
         return
-    known = _code_hparams() if domain == "code" else spec.hparams
+    known = spec.hparams() if callable(spec.hparams) else spec.hparams
     if not known:
         return
     for key, value in hparams.items():

@@ -34,11 +34,12 @@ reloads the checkpoint and logs those records again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rewardfilter.io import append_jsonl, read_jsonl, write_jsonl
 
 DEFAULTS: dict[str, Any] = {
     "model": None,
@@ -167,9 +168,10 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
     if (Path(cfg.checkpoint_dir) / "state.pt").is_file():
         trainer.load_checkpoint(cfg.checkpoint_dir)
         if evals_path.is_file():
-            records = [json.loads(x) for x in evals_path.read_text().splitlines() if x.strip()]
+            # a torn last line (killed while appending) is past the checkpoint: skip it
+            records = read_jsonl(evals_path, errors="skip")
             records = [r for r in records if r["step"] <= trainer.iteration]
-    _write_jsonl(evals_path, records)
+    write_jsonl(evals_path, records)
     for rec in records:  # the runner dropped them with the interruption: log them again
         log(rec)
     if not records:  # the starting point: the SFT policy's pass@1
@@ -181,7 +183,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
             **evaluation(),
         }
         records.append(rec)
-        _append_jsonl(evals_path, rec)
+        append_jsonl(evals_path, rec)
         log(rec)
 
     # ---- train ------------------------------------------------------------------
@@ -203,7 +205,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
             }
             window = []
             records.append(rec)
-            _append_jsonl(
+            append_jsonl(
                 evals_path, rec
             )  # before the checkpoint: a record past it is dropped on resume
             trainer.save_checkpoint(cfg.checkpoint_dir)
@@ -215,14 +217,3 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
 
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else math.nan
-
-
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
-
-
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")

@@ -28,7 +28,10 @@ Hyperparameters (``run["hparams"]``): ``n_envs`` (default 8), ``env_kwargs``
 ``MlpPolicy``), ``lr_schedule`` (``constant``, the default, or ``linear``: the
 learning rate falls linearly to 0 over the run), ``rank_by`` (``observed``, the default, or ``true``: the filter
 ranks episodes by their true return while PPO still trains on the noisy reward,
-the ceiling of what ranking can give) and any other key is passed to SB3's ``PPO`` (``n_steps``,
+the ceiling of what ranking can give), ``checkpoints`` (fractions of the budget,
+e.g. ``[0.25, 0.5, 0.75]``: the policy after the update that crosses each is
+saved as ``checkpoint_<percent>.zip`` in the run's scratch folder, for the
+offline R² pool of :mod:`rewardfilter.adapters.sb3.pool`) and any other key is passed to SB3's ``PPO`` (``n_steps``,
 ``batch_size``, ``learning_rate``, ``gamma``, ``policy_kwargs`` ...).
 """
 
@@ -36,10 +39,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-#: hparams consumed here; the rest go to PPO
-_OWN_KEYS = ("n_envs", "env_kwargs", "policy", "adaptive_window", "rank_by", "lr_schedule")
+#: hparams consumed here (experiments/domains/checks.py lists them too); the rest go to PPO
+_OWN_KEYS = (
+    "n_envs",
+    "env_kwargs",
+    "policy",
+    "adaptive_window",
+    "rank_by",
+    "lr_schedule",
+    "checkpoints",
+)
 
 #: start states of the evaluation episodes: fixed, so every evaluation of every method
 #: sees the same episodes (common random numbers: less variance between methods)
@@ -185,8 +197,8 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             "filtered_r2": filtered_r2,
             "r2": all_r2,
             "n_episodes": sum(len(e["noisy"]) for e in state["episodes"]),
-            "train_true_return": mean_of("true_return_mean"),
-            "train_noisy_return": mean_of("noisy_return_mean"),
+            "train_true_return": mean_of("score_mean"),
+            "train_noisy_return": mean_of("reward_mean"),
             "ensemble_std": mean_of("ensemble_std_mean"),
             # episodes per ranked group: below N when episodes straddle rollouts and groups split
             "group_size_mean": mean_of("group_size_mean"),
@@ -197,6 +209,20 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         }
         state["stats"], state["episodes"] = [], []
         log(state["last"])
+
+    # policies saved (after their update) at these fractions of the budget, for the offline R² pool
+    pending = sorted(float(f) for f in hp.get("checkpoints", []))
+    if pending and not all(0 < f <= 1 for f in pending):
+        raise ValueError(
+            "The 'checkpoints' parameter of the control domain must be a list of fractions of "
+            f"the budget in (0, 1]; got {hp['checkpoints']!r}."
+        )
+
+    def save_checkpoints() -> None:
+        while pending and model.num_timesteps >= pending[0] * int(budget["steps"]):
+            folder = Path(run.get("out_dir") or ".")
+            folder.mkdir(parents=True, exist_ok=True)
+            model.save(folder / f"checkpoint_{round(100 * pending.pop(0))}.zip")
 
     class EvalCallback(BaseCallback):
         """Counts kept samples after each rollout; evaluates on schedule *after* the update.
@@ -219,6 +245,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
             state["samples_used"] += int(kept)
 
         def _on_rollout_start(self) -> None:
+            save_checkpoints()
             if state["stats"] and self.model.num_timesteps >= state["next_eval"]:
                 evaluate()
                 while state["next_eval"] <= self.model.num_timesteps:
@@ -230,6 +257,7 @@ def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> d
         total_timesteps=int(budget["steps"]),
         callback=CallbackList([FilterStatsCallback(), EvalCallback()]),
     )
+    save_checkpoints()
     if not state["last"] or state["last"]["step"] != model.num_timesteps:
         evaluate()  # the last update is always evaluated
     venv.close()
