@@ -88,3 +88,21 @@ def test_code_train_runs_end_to_end_on_two_processes(tmp_path):
     assert [r["iteration"] for r in log] == [1, 2]  # written once, by the main process
     assert all(r["samples"] == 8 for r in log)  # both processes' samples in each record
     assert (out / "state.pt").is_file() and (out / "policy" / "config.json").is_file()
+
+
+def test_launch_mixed_precision_selects_the_compute_dtype():
+    """`accelerate launch --mixed_precision bf16` (its environment variable) turns on bf16 autocast."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r})\n"
+        "import accelerate_step as s\n"
+        "from rewardfilter.adapters.code.ppo.trainer import PFPPOConfig, PFPPOTrainer\n"
+        "tok = s.build_tokenizer()\n"
+        "from rewardfilter.adapters.code.models import ValueModel\n"
+        "t = PFPPOTrainer(PFPPOConfig(device='cpu', progress=False), s.build_model(tok, 0), tok,\n"
+        "    ValueModel(s.build_model(tok, 1).model), s.TASKS, s.reward_fn, true_score=s.true_score)\n"
+        "print(t.compute_dtype, next(t.policy.parameters()).dtype)\n"
+    )
+    env = {**os.environ, "ACCELERATE_MIXED_PRECISION": "bf16"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["torch.bfloat16", "torch.float32"]  # fp32 masters

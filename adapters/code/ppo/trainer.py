@@ -149,6 +149,11 @@ class PFPPOTrainer:
             )
         self.device = self.dist.device
         self.compute_dtype = select_dtype(config.dtype, self.device)
+        launched = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        if self.compute_dtype == torch.float32 and self.dist.mixed_precision in launched:
+            self.compute_dtype = launched[
+                self.dist.mixed_precision
+            ]  # accelerate launch --mixed_precision
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
