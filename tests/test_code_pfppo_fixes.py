@@ -242,3 +242,26 @@ def test_adaptive_does_not_pick_a_filter_whose_kept_scores_are_constant(tokenize
     trainer.filter_weights(rewards, groups, None, scores)
     assert np.isnan(trainer.filter.r2_["bon"])
     assert trainer.filter.chosen_.spec != "bon"
+
+
+# (9) ---------------------------------------------------------------------------
+def test_benchmark_reports_generated_samples_trained_tokens_and_phases(tmp_path):
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "code_trainer.py"
+    spec = importlib.util.spec_from_file_location("bench_code_trainer", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    prompts = [f"def f{i}(x):\n    return" for i in range(4)]
+    model = bench.build_model(prompts, str(tmp_path / "m"), hidden=32, layers=1)
+    args = types.SimpleNamespace(n=3, prompts=2, max_new_tokens=6, warmup=0, iters=2)
+    drop = bench.time_pfppo(model, prompts, args, "br", "drop")
+    resample = bench.time_pfppo(model, prompts, args, "br", "resample")
+    for row in (drop, resample):
+        assert set(row) == {
+            "time_s", "generated_per_s", "trained_tokens_per_s", "generate_s", "score_s", "train_s",
+        }  # fmt: skip
+        assert row["generated_per_s"] > 0 and row["trained_tokens_per_s"] > 0
+        assert row["generate_s"] + row["score_s"] + row["train_s"] <= row["time_s"] * 1.01
