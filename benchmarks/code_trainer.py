@@ -1,4 +1,4 @@
-"""Samples per second of one training iteration: PFPPOTrainer against TRL's GRPOTrainer.
+"""Throughput of one training iteration: PFPPOTrainer against TRL's GRPOTrainer, like for like.
 
 Both trainers get the same tiny causal LM (built here from a transformers
 config with a BPE tokenizer trained in-process, or loaded from ``--model``),
@@ -14,8 +14,14 @@ filter, runs its forward/backward passes on the kept samples only.
 The reward is a cheap function of the text rather than the sandbox and a
 reward model, so that the trainers themselves are measured, not the
 executor. Each trainer runs ``--warmup`` iterations, then ``--iters`` timed
-ones, in this one process; the printed ratio is PF-PPO samples/s over GRPO
-samples/s (> 1: PF-PPO is faster).
+ones, in this one process. Per trainer it prints, as medians over the timed
+iterations: *generated* samples/s (samples sampled per second of a whole
+iteration), *trained* tokens/s (response tokens that went through the
+update's forward/backward passes per second of a whole iteration: a filter
+that drops samples generates as many but trains fewer) and the per-phase
+split (generate / score / train) of an iteration. PF-PPO runs with BR in
+both realisations (``drop`` trains on the kept 40%, ``resample`` draws as
+many samples as were generated) and with no filter (PPO-M).
 
 TRL is a benchmark-only dependency (``pip install trl``); without it, or if
 its GRPOTrainer cannot run offline on this machine, the script says so and
@@ -104,15 +110,16 @@ class _Task:
         self.task_id, self.prompt = f"bench/{i}", prompt
 
 
-def time_pfppo(model_dir: str, prompts: list[str], args, spec: str) -> list[float]:
-    """Seconds per iteration of PFPPOTrainer (filter ``spec``), after warm-up."""
-    from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer
+def time_pfppo(model_dir: str, prompts: list[str], args, spec: str, realisation: str) -> dict:
+    """Per-iteration throughput and phase split of PFPPOTrainer, medians after warm-up."""
+    from rewardfilter.adapters.code.ppo.trainer import PFPPOConfig, PFPPOTrainer
 
     cfg = PFPPOConfig(
         samples_per_prompt=args.n,
         prompts_per_iteration=args.prompts,
         max_new_tokens=args.max_new_tokens,
         filter=spec,
+        realisation=realisation,
         ppo_epochs=1,
         minibatch_size=args.prompts * args.n,  # one gradient step per iteration, as GRPO below
         policy_lr=1e-5,
@@ -128,17 +135,16 @@ def time_pfppo(model_dir: str, prompts: list[str], args, spec: str) -> list[floa
     trainer = PFPPOTrainer.from_pretrained(
         model_dir, tasks, lambda p, c: reward_fn(p, c), cfg, true_score=true_score_fn
     )
-    times = []
-    for i in range(args.warmup + args.iters):
-        t0 = time.perf_counter()
-        rec = trainer.step()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    print(
-        f"  (last PF-PPO iteration, filter={spec}: generate {rec['generate_s']:.2f} s, "
-        f"score {rec['score_s']:.2f} s, experience + PPO update {rec['train_s']:.2f} s)"
-    )
-    return times
+    recs = [trainer.step() for _ in range(args.warmup + args.iters)][args.warmup :]
+    med = lambda k: statistics.median(r[k] for r in recs)  # noqa: E731
+    return {
+        "time_s": med("time_s"),
+        "generated_per_s": med("samples_per_s"),
+        "trained_tokens_per_s": med("trained_tokens_per_s"),
+        "generate_s": med("generate_s"),
+        "score_s": med("score_s"),
+        "train_s": med("train_s"),
+    }
 
 
 def time_grpo(model_dir: str, prompts: list[str], args, workdir: str) -> list[float]:
@@ -173,6 +179,27 @@ def time_grpo(model_dir: str, prompts: list[str], args, workdir: str) -> list[fl
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir)
     dataset = Dataset.from_dict({"prompt": prompts * (steps + 1)})
     stamps: list[float] = []
+    phase = {"generate": [], "score": [], "tokens": []}  # appended once per step
+    real_generate = model.generate
+
+    def timed_generate(*a, **k):  # GRPO samples with the model's own generate on CPU
+        t0 = time.perf_counter()
+        out = real_generate(*a, **k)
+        phase["generate"].append(time.perf_counter() - t0)
+        prompt_len = (k.get("input_ids") if "input_ids" in k else a[0]).shape[1]
+        resp = out[:, prompt_len:]
+        is_eos = resp == tokenizer.eos_token_id
+        ends = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, resp.shape[1])
+        phase["tokens"].append(float(ends.sum()))  # GRPO trains every completion token
+        return out
+
+    model.generate = timed_generate
+
+    def timed_reward(prompts, completions, **kw):
+        t0 = time.perf_counter()
+        out = reward_fn(prompts, completions, **kw)
+        phase["score"].append(time.perf_counter() - t0)
+        return out
 
     class Clock(transformers.TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
@@ -183,15 +210,26 @@ def time_grpo(model_dir: str, prompts: list[str], args, workdir: str) -> list[fl
 
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_fn,
+        reward_funcs=timed_reward,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[Clock()],
     )
     trainer.train()
-    per_step = [stamps[i + 1] - stamps[i] for i in range(0, len(stamps) - 1, 2)]
-    return per_step[args.warmup :]
+    per_step = [stamps[i + 1] - stamps[i] for i in range(0, len(stamps) - 1, 2)][args.warmup :]
+    gen = phase["generate"][args.warmup : args.warmup + len(per_step)]
+    score = phase["score"][args.warmup : args.warmup + len(per_step)]
+    tokens = phase["tokens"][args.warmup : args.warmup + len(per_step)]
+    med = statistics.median
+    return {
+        "time_s": med(per_step),
+        "generated_per_s": med(batch / t for t in per_step),
+        "trained_tokens_per_s": med(n / t for n, t in zip(tokens, per_step, strict=False)),
+        "generate_s": med(gen),
+        "score_s": med(score),
+        "train_s": med(t - g - c for t, g, c in zip(per_step, gen, score, strict=False)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,32 +266,35 @@ def main(argv: list[str] | None = None) -> int:
             f"max {args.max_new_tokens} new tokens; {args.threads} CPU thread(s); "
             f"{args.warmup} warm-up + {args.iters} timed iterations each"
         )
-        results: dict[str, float] = {}
-        for spec in ("br", "none"):
-            times = time_pfppo(model_dir, prompts, args, spec)
-            sps = batch / statistics.median(times)
-            results[f"PF-PPO ({spec})"] = sps
-            print(
-                f"PFPPOTrainer filter={spec:<5} {sps:8.2f} samples/s  (median {statistics.median(times):.2f} s/iteration)"
-            )
+        rows: dict[str, dict] = {}
+        for name, spec, realisation in (
+            ("PF-PPO BR drop", "br", "drop"),
+            ("PF-PPO BR resample", "br", "resample"),
+            ("PF-PPO none (PPO-M)", "none", "drop"),
+        ):
+            rows[name] = time_pfppo(model_dir, prompts, args, spec, realisation)
         try:
             import trl
 
-            times = time_grpo(model_dir, prompts, args, os.path.join(tmp, "grpo"))
+            rows[f"TRL {trl.__version__} GRPO"] = time_grpo(
+                model_dir, prompts, args, os.path.join(tmp, "grpo")
+            )
         except ImportError:
             print("TRL is not installed (pip install trl); no GRPOTrainer comparison.")
-            return 0
         except Exception as exc:  # noqa: BLE001 - report why TRL could not run here
             print(
                 f"TRL's GRPOTrainer could not run offline on CPU here: {type(exc).__name__}: {exc}"
             )
-            return 0
-        grpo = batch / statistics.median(times)
         print(
-            f"TRL {trl.__version__} GRPOTrainer   {grpo:8.2f} samples/s  (median {statistics.median(times):.2f} s/iteration)"
+            f"{'trainer':<22} {'s/iter':>7} {'generated samples/s':>20} {'trained tokens/s':>17}"
+            f" {'generate s':>11} {'score s':>8} {'train s':>8}"
         )
-        for name, sps in results.items():
-            print(f"ratio {name} / GRPO: {sps / grpo:.2f}x")
+        for name, r in rows.items():
+            print(
+                f"{name:<22} {r['time_s']:7.2f} {r['generated_per_s']:20.2f} "
+                f"{r['trained_tokens_per_s']:17.1f} {r['generate_s']:11.2f} {r['score_s']:8.3f} "
+                f"{r['train_s']:8.2f}"
+            )
     return 0
 
 

@@ -117,9 +117,9 @@ def changed_fraction(dtype, tokenizer):
         tokenizer, filter="none", samples_per_prompt=1, dtype=dtype, policy_lr=5e-7, ppo_epochs=1
     )
     trainer.config.lr_schedule = "constant"
-    from rewardfilter.adapters.code.ppo.trainer import _schedule
+    from rewardfilter.adapters.code.ppo.build import schedule
 
-    trainer.policy_sched = _schedule(trainer.policy_opt, trainer.config, 1)
+    trainer.policy_sched = schedule(trainer.policy_opt, trainer.config, 1)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     exp = trainer.make_experience(hand_rollout(tokenizer), np.array([1.0, -1.0]), np.ones(2))
     trainer.update(exp)
@@ -231,3 +231,37 @@ def test_lora_checkpoint_loads_in_eval_and_from_pretrained(saved_model, tmp_path
         ["code", "eval", str(policy_dir), "--n-per-family", "1", "--limit", "1", "--device", "cpu"]
     )
     assert code == 0, capsys.readouterr().err
+
+
+def test_adaptive_does_not_pick_a_filter_whose_kept_scores_are_constant(tokenizer):
+    """Every group's best-reward sample fails: BoN's kept scores are constant (R² NaN, excluded)."""
+    trainer = make_trainer(tokenizer, filter="adaptive", ppo_epochs=1)
+    rewards = np.tile([5.0, 4.0, 3.0, 2.0, 1.0], 2)
+    scores = np.tile([0.0, 1.0, 0.75, 0.5, 0.0], 2)
+    groups = np.repeat([0, 1], 5)
+    trainer.filter_weights(rewards, groups, None, scores)
+    assert np.isnan(trainer.filter.r2_["bon"])
+    assert trainer.filter.chosen_.spec != "bon"
+
+
+# (9) ---------------------------------------------------------------------------
+def test_benchmark_reports_generated_samples_trained_tokens_and_phases(tmp_path):
+    import importlib.util
+    import types
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "code_trainer.py"
+    spec = importlib.util.spec_from_file_location("bench_code_trainer", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    prompts = [f"def f{i}(x):\n    return" for i in range(4)]
+    model = bench.build_model(prompts, str(tmp_path / "m"), hidden=32, layers=1)
+    args = types.SimpleNamespace(n=3, prompts=2, max_new_tokens=6, warmup=0, iters=2)
+    drop = bench.time_pfppo(model, prompts, args, "br", "drop")
+    resample = bench.time_pfppo(model, prompts, args, "br", "resample")
+    for row in (drop, resample):
+        assert set(row) == {
+            "time_s", "generated_per_s", "trained_tokens_per_s", "generate_s", "score_s", "train_s",
+        }  # fmt: skip
+        assert row["generated_per_s"] > 0 and row["trained_tokens_per_s"] > 0
+        assert row["generate_s"] + row["score_s"] + row["train_s"] <= row["time_s"] * 1.01

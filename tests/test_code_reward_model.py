@@ -136,6 +136,10 @@ def test_ensemble_scores_save_and_load(micro, data, tmp_path):
     ens.save_pretrained(tmp_path / "rm")
     loaded = RewardEnsemble.from_pretrained(tmp_path / "rm", device="cpu")
     assert len(loaded) == 2 and loaded.config == cfg
+    # the training rewards' mean and std are stored for PPO's reward_norm="model"
+    rewards = ens.score(data.prompts, data.completions)
+    assert loaded.reward_stats["mean"] == pytest.approx(rewards.mean(), abs=1e-5)
+    assert loaded.reward_stats["std"] == pytest.approx(rewards.std(), abs=1e-5)
     np.testing.assert_allclose(
         loaded.score_members(data.prompts, data.completions), members, atol=1e-5
     )

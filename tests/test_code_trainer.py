@@ -398,7 +398,7 @@ def test_checkpoint_round_trip_continues_identically(tokenizer, tmp_path):
         assert torch.equal(x, y)
     assert b.iteration == 1 and b.samples_used == saved["samples_used"]
     rb = b.step()
-    for key in ("reward_mean", "kept_fraction", "policy_loss", "value_loss", "kl"):
+    for key in ("reward_mean", "kept_fraction", "policy_loss", "value_loss", "kl", "filtered_r2"):
         assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-7), key
 
 

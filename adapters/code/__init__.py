@@ -2,8 +2,10 @@
 
 This package's ``__init__`` stays light (standard library only: no torch or
 transformers) so that loading tasks or executing programs does not pay for
-the model stack. Import the heavy modules explicitly
-(``rewardfilter.adapters.code.trainer``).
+the model stack. Import the heavy modules explicitly:
+``rewardfilter.adapters.code.ppo`` (``PFPPOTrainer``, ``PFPPOConfig``),
+``rewardfilter.adapters.code.reward`` (the reward model),
+``rewardfilter.adapters.code.config`` (every config dataclass).
 """
 
 from .curriculum import FAMILIES, make_curriculum

@@ -4,7 +4,7 @@ Subcommands::
 
     rewardfilter code build-tiny OUT           # tokenizer + pretrain + SFT on the curriculum (CPU, minutes)
     rewardfilter code train-rm --policy P --out RM   # sample, execute, train a reward-model ensemble
-    rewardfilter code train --policy P --reward RM --out RUN   # PF-PPO
+    rewardfilter code train --policy P --reward RM --out RUN   # PF-PPO (also under `accelerate launch`)
     rewardfilter code eval MODEL --tasks heldout     # pass@k
 
 Every option of a stage comes from the fields of its config dataclass
@@ -333,10 +333,14 @@ def run_train(args: argparse.Namespace) -> int:
         from .ppo.trainer import PFPPOTrainer
 
         lora = {"r": args.lora_r} if args.lora_r else None
-        trainer = PFPPOTrainer.from_pretrained(args.policy, tasks, reward, ppo, lora=lora)
+        trainer = PFPPOTrainer.from_pretrained(
+            args.policy, tasks, reward, ppo, lora=lora, critic_lora=lora
+        )
     except (ValueError, FileNotFoundError) as exc:  # bad input: said before any training
         return _fail(exc)
     history = trainer.train()
+    if not trainer.dist.is_main:  # under `accelerate launch`: the main process reports
+        return 0
     final = Path(ppo.checkpoint_dir) / "policy" if ppo.checkpoint_dir else None
     if args.out:
         _write_json(Path(args.out) / "history.json", history)
@@ -461,7 +465,7 @@ def add_subcommands(subparsers) -> None:
         "--lora-r",
         type=int,
         default=0,
-        help="Train LoRA adapters of this rank instead of the full model (0: off).",
+        help="Train LoRA adapters of this rank on the policy and the critic instead of the full models (0: off); the reference is the base with the adapter disabled.",
     )
     p.add_argument(
         "--eval-per-family",

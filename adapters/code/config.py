@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import rewardfilter as rf
-from rewardfilter._validation import param_error
+from rewardfilter.validation import param_error
 
 from .device import DTYPE_NAMES
 
@@ -180,7 +180,7 @@ class PFPPOConfig:
     dtype: str = field(
         default="float32",
         metadata={
-            "help": "Compute dtype: float32, bfloat16, float16 or auto (bf16 on a GPU). Trained models keep float32 master weights; bf16/fp16 run their forward passes under autocast (fp16 with a gradient scaler)."
+            "help": "Compute dtype: float32, bfloat16, float16 or auto (bf16 on a GPU). Trained models keep float32 master weights; bf16/fp16 run their forward passes under autocast (fp16 with a gradient scaler). With float32 here, `accelerate launch --mixed_precision bf16|fp16` selects the compute dtype instead."
         },
     )
     checkpoint_dir: str | None = field(

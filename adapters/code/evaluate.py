@@ -150,9 +150,8 @@ def evaluate(
             f"The 'n_samples' parameter of evaluate must be 1 with temperature=0 (greedy); got {n_samples}."
         )
 
+    from . import sampling
     from .models import check_causal_lm_path, load_policy
-    from .sampling import generate
-    from .sandbox import score_completions
 
     if isinstance(model, (str, os.PathLike)):
         check_causal_lm_path(model, what="model")
@@ -163,20 +162,20 @@ def evaluate(
         )
 
     t0 = time.perf_counter()
-    samples = generate(
+    samples, results = sampling.sample_and_score(
         model,
         tokenizer,
-        [t.prompt for t in tasks],
+        tasks,
         n=n_samples,
         temperature=temperature,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
+        timeout=timeout,
         progress=progress,
     )
     row_tasks = [tasks[g] for g in samples.group]
-    results = score_completions(row_tasks, samples.completions, timeout=timeout)
     passed = np.array([r.passed for r in results], dtype=bool)
     frac = np.array([r.score for r in results])
     correct = np.bincount(samples.group, weights=passed, minlength=len(tasks)).astype(int)

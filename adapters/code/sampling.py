@@ -35,6 +35,7 @@ __all__ = [
     "encode_prompts",
     "expects_bos",
     "generate",
+    "sample_and_score",
     "scored_token_count",
     "truncate_at_stop",
 ]
@@ -316,3 +317,44 @@ def generate(
         response_mask=response_mask,
         truncated=truncated.numpy(),
     )
+
+
+def sample_and_score(
+    model,
+    tokenizer,
+    tasks: Sequence,
+    *,
+    n: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    seed: int | None = None,
+    timeout: float = 3.0,
+    progress: bool = False,
+) -> tuple[Samples, list]:
+    """Sample ``n`` completions per task and execute each task's unit tests on them.
+
+    The one sample-and-score path of evaluation and of the reward model's
+    data (PPO samples with :func:`generate` too and scores with its
+    ``true_score``, the sandbox by default), so that the text scored is the
+    same everywhere. Returns the samples and one sandbox ``ExecResult`` per
+    row (prompt-major: row ``i * n + j`` is sample ``j`` of task ``i``).
+    """
+    from .sandbox import score_completions
+
+    tasks = list(tasks)
+    samples = generate(
+        model,
+        tokenizer,
+        [t.prompt for t in tasks],
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+    )
+    row_tasks = [tasks[g] for g in samples.group]
+    return samples, score_completions(row_tasks, samples.completions, timeout=timeout)

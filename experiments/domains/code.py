@@ -85,7 +85,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
     """Train and evaluate one PF-PPO run of the grid; see the module docstring."""
     from rewardfilter.adapters.code.evaluate import evaluate
     from rewardfilter.adapters.code.models import check_causal_lm_path
-    from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer
+    from rewardfilter.adapters.code.ppo.trainer import PFPPOConfig, PFPPOTrainer
 
     hp = {**DEFAULTS, **run.get("hparams", {})}
     method, noise, budget = run["method"], run["noise"], run["budget"]
@@ -131,7 +131,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
     # ---- models -------------------------------------------------------------
     ensemble = None
     if rm_path:
-        from rewardfilter.adapters.code.reward_model import RewardEnsemble
+        from rewardfilter.adapters.code.reward import RewardEnsemble
 
         ensemble = RewardEnsemble.from_pretrained(rm_path, device=cfg.device)
     reward: Any = "true" if method["reward"] == "true" or noise["model"] == "none" else ensemble

@@ -1,11 +1,19 @@
 """PPO for code generation: losses, experience, the PF-PPO trainer, checkpoints.
 
-``rewardfilter.adapters.code.ppo`` re-exports the pure math of
+Modules: :mod:`.losses` (the pure math), :mod:`.experience` (rollouts, the
+per-token tensors PPO trains on, expected filter weights), :mod:`.trainer`
+(:class:`PFPPOTrainer`: the loop and the update), :mod:`.build`
+(``from_pretrained``), :mod:`.parallel` (Accelerate), :mod:`.stats` (reward
+normalisation, pooled statistics, the log record), :mod:`.checkpoint`.
+
+``rewardfilter.adapters.code.ppo`` also re-exports the pure math of
 :mod:`.losses` (``ppo.gae``, ``ppo.policy_loss``, ...) so that code written
 against the former ``ppo`` module keeps working.
 """
 
+from ..config import PFPPOConfig
 from .losses import (
+    aggregate,
     approx_kl,
     gae,
     kl_penalised_rewards,
@@ -15,8 +23,12 @@ from .losses import (
     policy_loss,
     value_loss,
 )
+from .trainer import PFPPOTrainer
 
 __all__ = [
+    "PFPPOConfig",
+    "PFPPOTrainer",
+    "aggregate",
     "approx_kl",
     "gae",
     "kl_penalised_rewards",

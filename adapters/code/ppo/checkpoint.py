@@ -2,8 +2,9 @@
 
 ``state.pt`` holds the policy and critic weights, both optimisers and
 learning-rate schedules, the gradient scaler, every process's RNG states,
-the prompt order, the running reward statistics, the adaptive filter's
-choice and the iteration. The policy is also exported under ``policy/`` so
+the prompt order, the running reward statistics, the window of labelled
+samples (pooled R², ``adaptive``), the adaptive filter's choice and the
+iteration. The policy is also exported under ``policy/`` so
 that evaluation and ``from_pretrained`` load it like any model: a full model,
 or, for a LoRA policy, the adapter with its base model's path recorded
 (``adapter_config.json``); ``save_merged`` adds a merged full copy under
@@ -61,6 +62,7 @@ def save_checkpoint(self: Any, directory: str | os.PathLike) -> Path:
         "order": self._order,
         "cursor": self._cursor,
         "running": dict(self.normaliser.running),
+        "window": list(self.window.items),  # the pooled R² and adaptive continue across a resume
         "adaptive_choice": getattr(self.filter, "chosen_", None) and self.filter.chosen_.spec,
         "config": asdict(self.config),
     }
@@ -119,5 +121,7 @@ def load_checkpoint(self: Any, directory: str | os.PathLike) -> None:
     self.samples_generated = state["samples_generated"]
     self._order, self._cursor = np.asarray(state["order"]), state["cursor"]
     self.normaliser.running = dict(state["running"])
+    self.window.items.clear()
+    self.window.items.extend(state.get("window") or [])
     if state.get("adaptive_choice") and isinstance(self.filter, rf.AdaptiveFilter):
         self.filter.chosen_ = rf.make_filter(state["adaptive_choice"])

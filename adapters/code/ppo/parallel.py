@@ -45,6 +45,8 @@ class Parallel:
         self.world_size = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
+        #: "no", "bf16" or "fp16": what `accelerate launch --mixed_precision` asked for
+        self.mixed_precision = str(self.accelerator.mixed_precision)
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module to train through: a DDP wrapper on several processes, ``model`` itself on one."""

@@ -9,15 +9,17 @@ iterations, both for the logged filtered R² and for fitting ``adaptive``
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from typing import Any
 
 import numpy as np
+import torch
 
 import rewardfilter as rf
 
-__all__ = ["RewardNormaliser", "Window", "finite_or_none"]
+__all__ = ["RewardNormaliser", "Window", "finite_or_none", "iteration_record"]
 
 
 def finite_or_none(x: float | None) -> float | None:
@@ -103,3 +105,77 @@ class Window:
         w = p["weights"]
         filtered = rf.r2(p["rewards"], p["scores"], w) if (w > 0).any() else float("nan")
         return float(filtered), float(rf.r2(p["rewards"], p["scores"]))
+
+
+# ---- the iteration's log record (methods of PFPPOTrainer) ---------------------
+def gather_arrays(self, *arrays: np.ndarray) -> dict[str, list[np.ndarray]]:
+    names = ("rewards", "scores", "weights")
+    return {
+        n: self.dist.gather(np.asarray(a, dtype=float)) for n, a in zip(names, arrays, strict=False)
+    }
+
+
+def global_groups(self, groups: np.ndarray) -> np.ndarray:
+    """Group ids made distinct across processes (process p's prompts come after p-1's)."""
+    share = self.config.prompts_per_iteration // self.dist.world_size
+    return np.concatenate(
+        [g + p * share for p, g in enumerate(self.dist.gather(np.asarray(groups)))]
+    )
+
+
+def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dict:
+    """The iteration's log record, over all processes; filtered R² pooled over the window."""
+    g = {k: np.concatenate(v) for k, v in self._gather(rewards, scores, weights).items()}
+    r, s, w = g["rewards"], g["scores"], g["weights"]
+    self.window.add(rewards=r, scores=s, weights=w, groups=self._global_groups(rollout.groups))
+    filtered_r2, r2_all = self.window.r2()
+    m = exp.mask
+    per_seq_kl = exp.kl.sum(-1)
+    sums = torch.tensor(
+        [
+            float(rollout.response_mask.sum()),
+            self.last_trained_tokens,
+            float(len(self.last_trained)),
+            float(per_seq_kl.sum()) if not exp.placeholder else 0.0,
+            0.0 if exp.placeholder else float(m.shape[0]),
+        ],
+        device=self.device,
+    )
+    n_tokens, n_trained_tokens, n_used, kl_sum, n_exp = self.dist.sum(sums).tolist()
+    self.iteration += 1
+    self.samples_generated += len(r)
+    self.samples_used += int(n_used)  # samples that entered a gradient update
+    kept = w > 0
+    return {
+        "iteration": self.iteration,
+        "samples": len(r),
+        "samples_generated": self.samples_generated,
+        "samples_used": self.samples_used,
+        "reward_mean": float(r.mean()),
+        "reward_kept_mean": float(np.average(r, weights=w)),
+        "true_score_mean": float(s.mean()),
+        "true_pass_rate": float((s >= 1.0).mean()),
+        "true_pass_rate_kept": float(np.average(s >= 1.0, weights=w)),
+        "kept_fraction": float(kept.mean()),
+        "fallback": self.last_fallback,
+        "filtered_r2": finite_or_none(filtered_r2),
+        "r2_all": finite_or_none(r2_all),
+        "filtered_r2_window": len(self.window.items),
+        "kl": kl_sum / max(n_exp, 1.0),  # per-sequence KL to the reference, forwarded samples
+        "response_len": n_tokens / len(r),
+        "response_tokens": n_tokens,
+        "trained_tokens": n_trained_tokens,
+        "filter": self.filter.spec
+        if not isinstance(self.filter, rf.AdaptiveFilter)
+        else f"adaptive->{self.filter.chosen_.spec}",
+        "policy_lr": self.policy_sched.get_last_lr()[0],
+        **stats,
+    }
+
+
+def write_log(self, record: dict) -> None:
+    self.history.append(record)
+    if self.log_path is not None and self.dist.is_main:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")

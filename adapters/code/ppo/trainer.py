@@ -47,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import json
 import math
 import os
 import time
@@ -64,8 +63,10 @@ import rewardfilter as rf
 from ..config import PFPPOConfig
 from ..device import select_dtype
 from ..models import disable_dropout, is_lora
+from . import build as _build
 from . import checkpoint as _checkpoint
 from . import losses
+from . import stats as _stats
 from .checkpoint import STATE as _STATE
 from .experience import (
     Experience,
@@ -77,7 +78,7 @@ from .experience import (
     token_values,
 )
 from .parallel import Parallel
-from .stats import RewardNormaliser, Window, finite_or_none
+from .stats import RewardNormaliser, Window
 
 __all__ = ["PFPPOTrainer"]
 
@@ -132,7 +133,7 @@ class PFPPOTrainer:
         true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
     ) -> None:
         # ---- validate everything before any work --------------------------
-        tasks, self.filter = _check_inputs(config, tasks, reward)
+        tasks, self.filter = _build.check_inputs(config, tasks, reward)
         if not hasattr(policy, "generate"):
             raise ValueError(
                 f"policy must be a causal LM with generate(); got {type(policy).__name__}."
@@ -148,6 +149,11 @@ class PFPPOTrainer:
             )
         self.device = self.dist.device
         self.compute_dtype = select_dtype(config.dtype, self.device)
+        launched = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        if self.compute_dtype == torch.float32 and self.dist.mixed_precision in launched:
+            self.compute_dtype = launched[
+                self.dist.mixed_precision
+            ]  # accelerate launch --mixed_precision
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -159,8 +165,10 @@ class PFPPOTrainer:
         if reference is None and not is_lora(self.policy):
             reference = copy.deepcopy(self.policy)
         self.reference = reference  # None: the LoRA policy with its adapter disabled
-        if self.reference is not None:
-            self.reference = disable_dropout(self.reference).to(self.device)
+        if (
+            self.reference is not None
+        ):  # frozen: stored in the compute dtype (half the memory in bf16)
+            self.reference = disable_dropout(self.reference).to(self.device, self.compute_dtype)
             self.reference.eval().requires_grad_(False)
         forward_params = inspect.signature(self.critic.forward).parameters
         self._critic_takes_positions = "position_ids" in forward_params or any(
@@ -168,6 +176,8 @@ class PFPPOTrainer:
         )
         self._policy_train = self.dist.prepare(self.policy)  # DDP wrappers (or the models)
         self._critic_train = self.dist.prepare(self.critic)
+        if isinstance(reward, torch.nn.Module) or hasattr(reward, "members"):
+            reward.to(self.device)  # a reward model scores on this process's device
         self.tasks, self.reward = tasks, reward
         self.true_score = true_score if true_score is not None else sandbox_true_score
 
@@ -180,7 +190,7 @@ class PFPPOTrainer:
             [p for p in self.critic.parameters() if p.requires_grad], config.critic_lr, betas=betas
         )
         self.policy_sched, self.critic_sched = (
-            _schedule(opt, config, self.dist.world_size)
+            _build.schedule(opt, config, self.dist.world_size)
             for opt in (self.policy_opt, self.critic_opt)
         )
         self.scaler = torch.amp.GradScaler(
@@ -200,6 +210,7 @@ class PFPPOTrainer:
         self.last_weights: np.ndarray | None = None  # this process's filter weights, last iteration
         self.last_trained: list[int] = []  # rollout rows that entered a minibatch, last iteration
         self.last_fallback = False
+        self.last_trained_tokens = 0.0
         log = config.log_path or (
             str(Path(config.checkpoint_dir) / "log.jsonl") if config.checkpoint_dir else None
         )
@@ -218,46 +229,21 @@ class PFPPOTrainer:
         critic_lora: dict | None = None,
         true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
     ) -> PFPPOTrainer:
-        """Build a trainer from a local causal-LM directory (what the CLI and the runner use).
+        """Build a trainer from a local causal-LM directory (the CLI's and the runner's path).
 
-        The policy and its tokenizer come from ``model_path`` (``lora``: train
-        LoRA adapters of these :func:`~..models.apply_lora` arguments, the
-        reference is then the base with the adapter disabled). The critic is,
-        by ``config.critic_init``: a copy of the reward model's first member
-        (backbone and head, as the PF-PPO authors), or a fresh value head on
-        the policy's backbone (also the fallback when the reward is not a
-        learned model); ``critic_path`` overrides both. ``critic_lora`` puts
-        LoRA adapters on the critic's backbone. Config, tasks, reward and the
-        paths are checked before any weights load.
+        The critic starts from the reward model (``config.critic_init``, the
+        authors' choice) or the policy; ``lora`` / ``critic_lora`` train LoRA
+        adapters. See :func:`.build.from_pretrained`.
         """
-        from ..models import ValueModel, apply_lora, check_causal_lm_path, load_policy
-
-        config = PFPPOConfig() if config is None else config
-        _check_inputs(config, tasks, reward)
-        check_causal_lm_path(model_path, what="policy")
-        if critic_path is not None:
-            check_causal_lm_path(critic_path, what="critic")
-        policy, tokenizer = load_policy(model_path, device="cpu", dtype="float32", lora=lora)
-        member = _first_scalar_member(reward)
-        if critic_path is not None:
-            critic = ValueModel.from_causal_lm(critic_path, device="cpu", dtype="float32")
-        elif config.critic_init == "reward_model" and member is not None:
-            critic = ValueModel.from_scalar_head(member).to("cpu", torch.float32)
-        else:
-            critic = ValueModel.from_causal_lm(model_path, device="cpu", dtype="float32")
-        if critic_lora is not None:
-            critic.backbone = apply_lora(
-                critic.backbone, task_type="FEATURE_EXTRACTION", **critic_lora
-            )
-        reference = None if lora is not None else copy.deepcopy(policy)
-        return cls(
-            config,
-            policy,
-            tokenizer,
-            critic,
+        return _build.from_pretrained(
+            cls,
+            model_path,
             tasks,
             reward,
-            reference=reference,
+            config,
+            critic_path=critic_path,
+            lora=lora,
+            critic_lora=critic_lora,
             true_score=true_score,
         )
 
@@ -559,6 +545,7 @@ class PFPPOTrainer:
         self.critic.train()
         acc: dict[str, list[float]] = {}
         trained: set[int] = set()
+        tokens = 0.0
         for _ in range(cfg.ppo_epochs):
             if m == 0:
                 order = np.zeros(0, dtype=int)
@@ -571,8 +558,11 @@ class PFPPOTrainer:
                 rows = order[s * local_mb : (s + 1) * local_mb]
                 for k, v in self._optimiser_step(exp, rows).items():
                     acc.setdefault(k, []).append(v)
-                trained.update(exp.index[torch.as_tensor(rows, dtype=torch.long)].tolist())
+                picked = torch.as_tensor(rows, dtype=torch.long)
+                trained.update(exp.index[picked].tolist())
+                tokens += float(exp.mask[picked].sum())
         self.last_trained = sorted(trained)
+        self.last_trained_tokens = tokens  # response tokens through forward/backward, repeats too
         out = {k: float(np.mean(v)) for k, v in acc.items()}
         for k in ("policy_loss", "value_loss"):  # each process holds its share of the global loss
             if k in out:
@@ -664,133 +654,11 @@ class PFPPOTrainer:
     # =====================================================================
     # logging and checkpoints
     # =====================================================================
-    def _gather(self, *arrays: np.ndarray) -> dict[str, list[np.ndarray]]:
-        names = ("rewards", "scores", "weights")
-        return {
-            n: self.dist.gather(np.asarray(a, dtype=float))
-            for n, a in zip(names, arrays, strict=False)
-        }
-
-    def _global_groups(self, groups: np.ndarray) -> np.ndarray:
-        """Group ids made distinct across processes (process p's prompts come after p-1's)."""
-        share = self.config.prompts_per_iteration // self.dist.world_size
-        return np.concatenate(
-            [g + p * share for p, g in enumerate(self.dist.gather(np.asarray(groups)))]
-        )
-
-    def _record(self, rollout, rewards, scores, weights, exp, stats) -> dict:
-        """The iteration's log record, over all processes; filtered R² pooled over the window."""
-        g = {k: np.concatenate(v) for k, v in self._gather(rewards, scores, weights).items()}
-        r, s, w = g["rewards"], g["scores"], g["weights"]
-        self.window.add(rewards=r, scores=s, weights=w, groups=self._global_groups(rollout.groups))
-        filtered_r2, r2_all = self.window.r2()
-        m = exp.mask
-        per_seq_kl = exp.kl.sum(-1)
-        sums = torch.tensor(
-            [
-                float(rollout.response_mask.sum()),
-                self._trained_tokens(exp),
-                float(len(self.last_trained)),
-                float(per_seq_kl.sum()) if not exp.placeholder else 0.0,
-                0.0 if exp.placeholder else float(m.shape[0]),
-            ],
-            device=self.device,
-        )
-        n_tokens, n_trained_tokens, n_used, kl_sum, n_exp = self.dist.sum(sums).tolist()
-        self.iteration += 1
-        self.samples_generated += len(r)
-        self.samples_used += int(n_used)  # samples that entered a gradient update
-        kept = w > 0
-        return {
-            "iteration": self.iteration,
-            "samples": len(r),
-            "samples_generated": self.samples_generated,
-            "samples_used": self.samples_used,
-            "reward_mean": float(r.mean()),
-            "reward_kept_mean": float(np.average(r, weights=w)),
-            "true_score_mean": float(s.mean()),
-            "true_pass_rate": float((s >= 1.0).mean()),
-            "true_pass_rate_kept": float(np.average(s >= 1.0, weights=w)),
-            "kept_fraction": float(kept.mean()),
-            "fallback": self.last_fallback,
-            "filtered_r2": finite_or_none(filtered_r2),
-            "r2_all": finite_or_none(r2_all),
-            "filtered_r2_window": len(self.window.items),
-            "kl": kl_sum / max(n_exp, 1.0),  # per-sequence KL to the reference, forwarded samples
-            "response_len": n_tokens / len(r),
-            "response_tokens": n_tokens,
-            "trained_tokens": n_trained_tokens,
-            "filter": self.filter.spec
-            if not isinstance(self.filter, rf.AdaptiveFilter)
-            else f"adaptive->{self.filter.chosen_.spec}",
-            "policy_lr": self.policy_sched.get_last_lr()[0],
-            **stats,
-        }
-
-    def _trained_tokens(self, exp: Experience) -> float:
-        """Response tokens of the distinct samples that entered a minibatch this iteration."""
-        if exp.placeholder or not self.last_trained:
-            return 0.0
-        pos = {int(v): i for i, v in enumerate(exp.index.tolist())}
-        rows = torch.as_tensor([pos[i] for i in self.last_trained], dtype=torch.long)
-        return float(exp.mask[rows].sum())
-
-    def _write_log(self, record: dict) -> None:
-        self.history.append(record)
-        if self.log_path is not None and self.dist.is_main:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+    # logging: see .stats
+    _gather = _stats.gather_arrays
+    _global_groups = _stats.global_groups
+    _record = _stats.iteration_record
+    _write_log = _stats.write_log
 
     save_checkpoint = _checkpoint.save_checkpoint
     load_checkpoint = _checkpoint.load_checkpoint
-
-
-def _schedule(opt: torch.optim.Optimizer, cfg: PFPPOConfig, world: int):
-    """Cosine with warm-up over the planned optimiser steps (transformers), or constant."""
-    from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
-
-    if cfg.lr_schedule == "constant":
-        return get_constant_schedule(opt)
-    rows = cfg.prompts_per_iteration // world * cfg.samples_per_prompt  # one process's rollout
-    per_iteration = cfg.ppo_epochs * math.ceil(rows / max(1, cfg.minibatch_size // world))
-    total = max(1, cfg.iterations * per_iteration)
-    return get_cosine_schedule_with_warmup(opt, math.ceil(cfg.warmup_ratio * total), total)
-
-
-def _first_scalar_member(reward: Any) -> Any:
-    """The reward model (or an ensemble's first member) a critic can start from, or None."""
-    from ..models import ScalarHeadModel
-
-    if isinstance(reward, ScalarHeadModel):
-        return reward
-    members = getattr(reward, "members", None)
-    if members and isinstance(members[0], ScalarHeadModel):
-        return members[0]
-    return None
-
-
-def _check_inputs(config: Any, tasks: Any, reward: Any) -> tuple[list[Any], rf.Filter]:
-    """Validate what a trainer is given, before any model is loaded or sampled."""
-    if not isinstance(config, PFPPOConfig):
-        raise TypeError(f"config must be a PFPPOConfig; got {type(config).__name__}.")
-    config.validate()
-    tasks = list(tasks) if tasks is not None else []
-    if not tasks:
-        raise ValueError("The task set is empty; PF-PPO needs at least one training task (prompt).")
-    missing = [i for i, t in enumerate(tasks) if not isinstance(getattr(t, "prompt", None), str)]
-    if missing:
-        raise ValueError(f"Every task needs a string 'prompt'; task {missing[0]} has none.")
-    if not (isinstance(reward, str) and reward == "true") and not (
-        hasattr(reward, "score_members") or hasattr(reward, "score") or callable(reward)
-    ):
-        raise ValueError(
-            "reward must have score_members(...) or score(...), be a callable, or be 'true'."
-        )
-    filt = rf.make_filter(config.filter)
-    if filt.needs_ensemble and not hasattr(reward, "score_members"):
-        raise ValueError(
-            f"Filter {filt.spec!r} needs a reward-model ensemble: reward must have "
-            "score_members(prompts, completions)."
-        )
-    return tasks, filt

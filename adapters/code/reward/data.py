@@ -142,8 +142,7 @@ def collect_reward_data(
         Sandbox seconds per program.
     """
     from ..models import load_policy
-    from ..sampling import generate
-    from ..sandbox import score_completions
+    from ..sampling import sample_and_score
 
     tasks = list(tasks)
     if not tasks:
@@ -156,20 +155,20 @@ def collect_reward_data(
         raise ValueError(
             "The 'tokenizer' parameter of collect_reward_data is required with a loaded policy."
         )
-    samples = generate(
+    samples, results = sample_and_score(
         policy,
         tokenizer,
-        [t.prompt for t in tasks],
+        tasks,
         n=n_samples,
         temperature=temperature,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
+        timeout=timeout,
         progress=progress,
     )
     row_tasks = [tasks[g] for g in samples.group]
-    results = score_completions(row_tasks, samples.completions, timeout=timeout)
     scores = np.array([r.score for r in results])
     return RewardData(
         [t.task_id for t in row_tasks],
@@ -212,7 +211,7 @@ def make_pairs(
         Row indices (chosen, rejected). Empty (0, 2) when no prompt has both
         a better and a worse response.
     """
-    from rewardfilter._validation import as_generator
+    from rewardfilter.validation import as_generator
 
     rng = as_generator(rng)
     groups = np.asarray(groups)

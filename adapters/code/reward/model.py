@@ -125,6 +125,9 @@ class RewardEnsemble:
         self.members = members
         self.config = config
         self.report: dict = {}
+        #: mean and std of the ensemble's rewards on its training responses (set by
+        #: train_reward_ensemble, saved beside it): what PPO's reward_norm="model" uses
+        self.reward_stats: dict | None = None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -158,6 +161,7 @@ class RewardEnsemble:
             "members": names,
             "config": asdict(self.config) if self.config is not None else None,
             "report": self.report,
+            "reward_stats": self.reward_stats,
         }
         (p / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=2))
         return p
@@ -179,5 +183,6 @@ class RewardEnsemble:
             cfg = RewardModelConfig(**meta["config"]) if meta.get("config") else None
             ens = cls(members, cfg)
             ens.report = meta.get("report") or {}
+            ens.reward_stats = meta.get("reward_stats")
             return ens
         return cls([RewardModel.from_pretrained(p, device=device, dtype=dtype)])

@@ -216,6 +216,9 @@ def train_reward_ensemble(
         members.append(model)
         final_losses.append(float(np.mean(losses[-10:])))
     ens = RewardEnsemble(members, config)
+    train_rewards = ens.score(data.prompts, data.completions)
+    # stored like the authors' reward model's mean/std: PPO normalises rewards with them
+    ens.reward_stats = {"mean": float(train_rewards.mean()), "std": float(train_rewards.std())}
     ens.report = {
         "train": data.summary(),
         "final_losses": final_losses,
