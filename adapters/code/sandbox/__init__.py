@@ -7,9 +7,10 @@ so the verdict must not be forgeable. The package has one job per module:
 - ``pool``: the public entry points and a pool of warm sandbox workers;
 - ``worker``: one worker process seen from the parent (start, protocol, stop);
 - ``programs``: program layout, per-task compiled tests, choice of mode;
-- ``zygote``: the worker process (forks and watches each run, decides the
-  verdict from what it observed);
-- ``isolation``: namespaces, hidden paths and modules, seccomp;
+- ``zygote``: the worker process (forks and watches each run);
+- ``verdict``: decides a run's verdict from what the worker observed;
+- ``isolation``: namespaces, hidden paths and removed modules;
+- ``seccomp``: the system-call filter;
 - ``runner``: the untrusted side, the process holding prompt + completion;
 - ``evaluator``: the trusted side, the judge process running the tests;
 - ``codec``: the plain-data encoding between the two;
