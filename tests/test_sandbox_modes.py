@@ -204,7 +204,8 @@ def test_a_large_test_reaches_the_judge_whole_and_an_oversized_one_runs_in_proce
 
 
 def test_changes_the_candidate_makes_to_its_arguments_reach_the_test():
-    """A copy crosses, and the candidate's in-place changes come back into the test's objects."""
+    """A copy crosses, and in-place changes of flat list/dict arguments come back into the test's
+    objects; a change of a nested argument fails that unit (stricter than in-process)."""
     copy_test = _task(
         "def check(candidate):\n"
         "    a = [3, 1, 2]\n"
@@ -212,6 +213,13 @@ def test_changes_the_candidate_makes_to_its_arguments_reach_the_test():
         "    assert a == [3, 1, 2]\n"
     )
     in_place_test = _task(
+        "def check(candidate):\n"
+        "    a = [9, 3, 1]\n"
+        "    d = {'k': 2, 'j': 1}\n"
+        "    assert candidate(a, d) is None\n"
+        "    assert a == [1, 3, 9] and list(d.items()) == [('j', 1), ('n', 1)]\n"
+    )
+    nested_test = _task(
         "def check(candidate):\n"
         "    a = [[9, 8], 3, 1]\n"
         "    inner = a[0]\n"
@@ -221,21 +229,22 @@ def test_changes_the_candidate_makes_to_its_arguments_reach_the_test():
     )
     mutating = "    a.sort(key=str)\n    return sorted(a, key=str) if b == 0 else a\n"
     honest_copy = "    return sorted(a)\n"
-    honest_in_place = (
+    honest_in_place = "    a.sort()\n    del b['k']\n    b['n'] = 1\n"
+    honest_nested = (
         "    a[0].sort()\n    a[1:] = sorted(a[1:])\n    b['k'].sort()\n    b['n'] = 1\n"
     )
-    res = score_completions(
-        [copy_test, copy_test, in_place_test], [mutating, honest_copy, honest_in_place]
-    )
-    weak = score_completions(
-        [copy_test, copy_test, in_place_test],
-        [mutating, honest_copy, honest_in_place],
-        mode="in_process",
-    )
-    assert [r.mode for r in res] == ["strong"] * 3
+    tasks = [copy_test, copy_test, in_place_test, nested_test]
+    completions = [mutating, honest_copy, honest_in_place, honest_nested]
+    res = score_completions(tasks, completions)
+    weak = score_completions(tasks, completions, mode="in_process")
+    assert [r.mode for r in res] == ["strong"] * 4
     assert [(r.status, r.tests_passed) for r in res] == [
         ("failed", 1),
         ("passed", 2),
         ("passed", 2),
+        ("failed", 0),  # stricter than in-process: a nested argument changed (SANDBOX.md)
     ]
-    assert [(r.status, r.tests_passed) for r in weak] == [(r.status, r.tests_passed) for r in res]
+    assert "NotPlainData the candidate changed argument 0" in res[3].detail, res[3].detail
+    assert [(r.status, r.tests_passed) for r in weak] == [
+        (r.status, r.tests_passed) for r in res[:3]
+    ] + [("passed", 2)]

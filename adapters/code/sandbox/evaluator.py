@@ -58,41 +58,72 @@ class CandidateError(Exception):
     """An exception of a type that is not a builtin, raised by the candidate (named in the message)."""
 
 
-def _mutable(values) -> bool:
-    return any(type(v) in (list, dict, set) for v in values)
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes)
 
 
-def _write_back(old, new) -> None:
-    """Give the test's own argument objects the contents the candidate left in its copies.
+def _immutable(v) -> bool:
+    t = type(v)
+    return t in _IMMUTABLE or (t in (tuple, frozenset) and all(_immutable(e) for e in v))
 
-    Lists, dicts and sets are updated in place (nested ones of the same
-    shape too, so that inner objects the test holds see the change);
-    anything else cannot have changed.
+
+def _flat(v) -> bool:
+    """A list, dict or set whose items (keys and values) are all immutable plain data."""
+    t = type(v)
+    if t is dict:
+        return all(_immutable(k) and _immutable(x) for k, x in v.items())
+    return t in (list, set) and all(_immutable(e) for e in v)
+
+
+def _owned(args: tuple, kwargs: dict) -> dict:
+    """``{index or keyword: ids of the lists, dicts and sets inside that argument}``."""
+    out = {}
+    for key, value in (*enumerate(args), *kwargs.items()):
+        ids, stack = set(), [value]
+        while stack:
+            v = stack.pop()
+            t = type(v)
+            if t in (list, tuple, dict, set) and id(v) not in ids:
+                if t is not tuple:
+                    ids.add(id(v))
+                stack.extend(v.values() if t is dict else () if t is set else v)
+        out[key] = ids
+    return out
+
+
+def _give_back(args: tuple, kwargs: dict, owned: dict, changes) -> None:
+    """Write the arguments the candidate changed into the test's own objects, or fail the unit.
+
+    Faithful only for a flat list, dict or set (:func:`_flat`, before and
+    after) that shares nothing with the call's other arguments: ``old[:] =
+    new``, or ``clear()`` and ``update()`` (a dict keeps the new order).
+    Any other change (a list inside a tuple or a list, an aliased argument)
+    raises :class:`NotPlainData`: that unit fails, stricter than in-process.
     """
-    if type(old) is tuple and type(new) is tuple and len(old) == len(new):
-        for a, b in zip(old, new, strict=True):
-            _write_back(a, b)
-    elif type(old) is dict and type(new) is dict:
-        if old.keys() == new.keys():
-            for k in old:
-                if type(old[k]) in (list, dict, set) and type(new[k]) is type(old[k]):
-                    _write_back(old[k], new[k])
-                else:
-                    old[k] = new[k]
+    if not (type(changes) is list and len(changes) == 2 and all(type(c) is list for c in changes)):
+        raise NotPlainData("malformed reply")
+    todo = []
+    for entry in (*changes[0], *changes[1]):
+        if not (type(entry) is list and len(entry) == 2):
+            raise NotPlainData("malformed reply")
+        key, new = entry
+        if type(key) is int and 0 <= key < len(args):
+            old = args[key]
+        elif type(key) is str and key in kwargs:
+            old = kwargs[key]
         else:
-            old.clear()
-            old.update(new)
-    elif type(old) is list and type(new) is list:
-        if len(old) == len(new):
-            for i, (a, b) in enumerate(zip(old, new, strict=True)):
-                if type(a) in (list, dict, set) and type(b) is type(a):
-                    _write_back(a, b)
-                else:
-                    old[i] = b
-        else:
+            raise NotPlainData("malformed reply")
+        shared = any(owned[key] & ids for k, ids in owned.items() if k != key)
+        if shared or type(new) is not type(old) or not (_flat(old) and _flat(new)):
+            why = "shares a list, dict or set with another argument" if shared else "is nested"
+            raise NotPlainData(
+                f"the candidate changed argument {key!r} in place, which {why}: the sandbox "
+                "writes back only flat, unshared list, dict and set arguments (SANDBOX.md)"
+            )
+        todo.append((old, new))
+    for old, new in todo:
+        if type(old) is list:
             old[:] = new
-    elif type(old) is set and type(new) is set:
-        if old != new:
+        else:
             old.clear()
             old.update(new)
 
@@ -102,7 +133,7 @@ def _write_back(old, new) -> None:
 _STOPS = ("StopIteration", "StopAsyncIteration")
 
 
-def _exception(name: str, message: str, ancestry) -> BaseException:
+def _exception(name: str, message: str, ancestry, args=None) -> BaseException:
     """A real exception for one the candidate raised, from its real builtin ancestry.
 
     ``ancestry`` (the runner's ``_make_ancestry``) names the builtin classes
@@ -112,7 +143,9 @@ def _exception(name: str, message: str, ancestry) -> BaseException:
     NegativeInput(ValueError)`` satisfies ``except ValueError``; a
     completion's own ``class ValueError(Exception)`` does not). StopIteration
     and StopAsyncIteration become RuntimeError; a class with no builtin
-    ancestor below ``Exception`` becomes :class:`CandidateError`.
+    ancestor below ``Exception`` becomes :class:`CandidateError`. The
+    exception is built from the candidate's ``args`` when they came (a tuple
+    of plain data: ``KeyError("x").args == ("x",)``), else from the message.
     """
     base = None
     for anc in ancestry if type(ancestry) is list else ():
@@ -129,6 +162,11 @@ def _exception(name: str, message: str, ancestry) -> BaseException:
                 cls = type(name, (base,), {"__module__": "candidate"})
             except Exception:
                 cls = base
+        if type(args) is tuple:
+            try:
+                return cls(*args)
+            except Exception:
+                pass
         try:
             return cls(message) if message else cls()
         except Exception:
@@ -350,7 +388,8 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
                 finish()
             pending.pop()
         else:
-            back = _mutable(args) or _mutable(kwargs.values())
+            owned = _owned(args, kwargs)
+            back = any(owned.values())  # a list, dict or set at any depth: ask what changed
             try:
                 runner.write_message(req_w, codec.encode(["C" if back else "c", args, kwargs]))
             except OSError:
@@ -358,18 +397,27 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
                 gone.append(True)
                 finish()
         reply = receive()
-        if type(reply) is list and len(reply) == 2 and reply[0] == "r":
+        kind, n = (reply[0], len(reply)) if type(reply) is list and reply else (None, 0)
+        if kind == "r" and n == (4 if back else 2):
+            if back:
+                _give_back(args, kwargs, owned, reply[3])
+                relation = reply[2]
+                if relation is True:
+                    raise NotPlainData(
+                        "the return value shares a list, dict or set with an argument"
+                    )
+                if type(relation) is int and 0 <= relation < len(args):
+                    return args[relation]  # the candidate returned the argument itself
+                if type(relation) is str and relation in kwargs:
+                    return kwargs[relation]
+                if relation is not None:
+                    raise NotPlainData("malformed reply")
             return reply[1]
-        if type(reply) is list and len(reply) == 3 and reply[0] == "r" and back:
-            after = reply[2]
-            if not (type(after) is list and len(after) == 2 and type(after[0]) is tuple):
-                raise NotPlainData("malformed reply")
-            _write_back(args, after[0])
-            _write_back(kwargs, after[1])
-            return reply[1]
-        if type(reply) is list and len(reply) == 4 and reply[0] == "x":
-            raise _exception(_clean(reply[1], 60), _clean(reply[2]), reply[3])
-        if type(reply) is list and len(reply) == 2 and reply[0] == "n":
+        if kind == "x" and n == (6 if back else 5):
+            if back:
+                _give_back(args, kwargs, owned, reply[5])
+            raise _exception(_clean(reply[1], 60), _clean(reply[2]), reply[3], reply[4])
+        if kind == "n" and n == 2:
             raise NotPlainData(_clean(reply[1]))
         raise NotPlainData("malformed reply")
 

@@ -354,6 +354,72 @@ def _make_ancestry():
     return ancestry
 
 
+def _containers(value) -> list:
+    """Every list, dict and set inside ``value`` (itself included), each once."""
+    out, seen, stack = [], set(), [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t not in (list, tuple, dict, set) or id(v) in seen:
+            continue
+        seen.add(id(v))
+        if t is not tuple:
+            out.append(v)
+        if t is dict:
+            stack.extend(v.values())  # keys are hashable: no list, dict or set inside
+        elif t is not set:
+            stack.extend(v)
+    return out
+
+
+def _canon(value):
+    """The canonical encoding of ``value``, or None when it is not plain data."""
+    try:
+        return codec.encode(value)
+    except BaseException:
+        return None
+
+
+def _relation(value, args, kwargs, held) -> int | str | bool | None:
+    """How a returned value relates to the call's arguments (for the evaluator).
+
+    The index or keyword of the argument it IS (the evaluator then returns
+    the test's own object), True when it otherwise shares a list, dict or
+    set with the arguments (before or after the call: the evaluator fails
+    the unit), None when it is independent of them.
+    """
+    if type(value) not in (list, tuple, dict, set, frozenset):
+        return None
+    for i, a in enumerate(args):
+        if a is value:
+            return i
+    for k, a in kwargs.items():
+        if a is value:
+            return k
+    ids = {id(c) for c in held} | {id(c) for c in _containers((args, kwargs))}
+    return True if any(id(c) in ids for c in _containers(value)) else None
+
+
+def _changes(args, kwargs, before) -> list:
+    """``[[[i, new], ...], [[keyword, new], ...]]``: the arguments whose encoding the call changed."""
+    return [
+        [[i, a] for i, a in enumerate(args) if _canon(a) != before[0][i]],
+        [[k, v] for k, v in kwargs.items() if _canon(v) != before[1][k]],
+    ]
+
+
+def _exc_args(exc):
+    """``exc.args`` when it is a tuple of plain data (at most 64 KiB encoded), else None."""
+    try:
+        args = exc.args
+        if type(args) is tuple:
+            codec.encode(args, max_bytes=1 << 16)
+            return args
+    except BaseException:
+        pass
+    return None
+
+
 def write_message(fd: int, data: bytes) -> None:
     """One framed message: a 4-byte big-endian length, then the bytes."""
     view = memoryview(struct.pack(">I", len(data)) + data)
@@ -398,8 +464,11 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     Then, per call (a request ``["c", args, kwargs]``, or ``["b", [[args,
     kwargs], ...]]`` for several calls in order, answered one by one as
     each returns): ``["r", value]`` with plain data, ``["x", exception type
-    name, message, names of its real builtin ancestors]`` (see
-    :func:`_make_ancestry`), or ``["n", why]`` for a value that is not plain data.
+    name, message, names of its real builtin ancestors, exc.args or None]``
+    (see :func:`_make_ancestry`, :func:`_exc_args`), or ``["n", why]`` for a
+    value that is not plain data. A ``"C"`` call (the arguments hold a list,
+    dict or set) gets ``["r", value, relation, changes]`` or the ``"x"``
+    reply with ``changes`` appended (:func:`_relation`, :func:`_changes`).
     Never returns.
     """
     import types
@@ -411,6 +480,8 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     exit_ = os._exit
     BE, ME, CE = BaseException, MemoryError, codec.CodecError
     describe, max_bytes, _str = _describe, codec.MAX_BYTES, str
+    containers, canon, relation, changes = _containers, _canon, _relation, _changes
+    exc_args = _exc_args
 
     def finish(code: int = 0) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -453,22 +524,26 @@ def serve(body: str, entry: str, req_fd: int, rep_fd: int) -> None:
     send(rep_fd, encode(["ok"]))
 
     def answer(args, kwargs, back: bool = False) -> None:
+        if back:  # "C": report which arguments the call changed, and how the result relates to them
+            held = containers((args, kwargs))  # kept alive so that their ids stay unique
+            before = [canon(a) for a in args], {k: canon(v) for k, v in kwargs.items()}
         try:
             value = fn(*args, **kwargs)
         except ME:
-            reply = ["x", "MemoryError", "", ["MemoryError", "Exception", "BaseException"]]
+            reply = ["x", "MemoryError", "", ["MemoryError", "Exception", "BaseException"], None]
         except BE as exc:
             name, _, text = describe(exc).partition(" ")
-            reply = ["x", name, text, ancestry(exc)]
+            reply = ["x", name, text, ancestry(exc), exc_args(exc)]
         else:
-            # "C" calls also bring back the arguments as the candidate left them (in-place changes)
-            reply = ["r", value, [args, kwargs]] if back else ["r", value]
+            reply = ["r", value, relation(value, args, kwargs, held)] if back else ["r", value]
+        if back:
+            reply.append(changes(args, kwargs, before))
         try:
             data = encode(reply)
         except CE as exc:
             data = encode(["n", _str(exc)[:300]])
         except ME:
-            data = encode(["x", "MemoryError", "", ["MemoryError", "Exception", "BaseException"]])
+            data = encode(["n", "MemoryError while encoding the reply"])
         except BE as exc:  # e.g. RecursionError on a self-referencing value
             data = encode(["n", describe(exc)])
         send(rep_fd, data)
