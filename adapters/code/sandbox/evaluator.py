@@ -8,8 +8,9 @@ never runs here: ``E``'s namespace holds the prompt's helpers (compiled from
 the prompt's text, not the program's), the test's module-level code and the
 instrumented ``check``, fresh for every program. The candidate ``check`` receives is a stand-in that
 sends each call's arguments to ``R`` and gets back plain data
-(``codec.py``), an exception's type name and message, or a refusal. So the
-program cannot reach the test's frames, names, modules, builtins or result
+(``codec.py``), an exception's type name, message and plain ``args``, or
+a refusal; in-place changes of flat arguments come back (:func:`_give_back`).
+So the program cannot reach the test's frames, names, modules, builtins or result
 channel: they live in another process it cannot see.
 
 Records written to the worker (one line each, behind a per-run nonce):
