@@ -4,6 +4,9 @@ Each test runs a completion that returns a WRONG answer (checked: it fails
 in the in-process mode, where the test sees the real objects) or probes a
 layer SANDBOX.md claims, and asserts the SAFE outcome in the strong mode. A
 failing test here is a hole: its docstring names the cause in the sandbox.
+The argument holes are closed by the conservative write-back rule of
+SANDBOX.md (flat, unshared top-level list/dict/set arguments only; any other
+change fails the unit, stricter than in-process for honest nested changes).
 
 All programs run once, in one pool (module fixture), to keep CPU use low.
 """
@@ -357,11 +360,10 @@ def test_write_back_does_not_rewrite_an_inner_object_the_candidate_replaced(runs
     new contents INTO that row, so ``candidate(rows) == first`` compares the answer with itself.
 
     Cause: ``evaluator._write_back`` recurses into a list element / dict value whenever old
-    and new have the same type, i.e. it assumes identity from shape. Fix: send the identity
-    of each container (a path-to-object table, or "replaced" marks) from the runner
-    (``runner.serve.answer`` knows which of its decoded objects are still the originals:
-    compare ``id``s against the decoded argument tree) and only recurse into a container
-    the candidate did not replace; a replaced slot gets ``old[i] = new`` (a fresh object).
+    and new have the same type, i.e. it assumes identity from shape.
+
+    Fixed: a changed argument that is not flat (a list of lists, a dict of lists) is never
+    written back; the unit fails (``evaluator._give_back``).
     """
     _forged(runs, name)
 
@@ -371,9 +373,10 @@ def test_a_returned_argument_is_the_argument(runs):
     changes ``a``; in the strong mode the reply is a decoded copy, so the wrong answer passes.
 
     Cause: ``runner.serve.answer`` / ``codec`` send the value without its identity relation
-    to the arguments. Fix: the runner marks a returned value (or a sub-object of it) that IS
-    one of the argument objects (by ``id`` against the decoded arguments) and the evaluator
-    returns the test's own object for it (after the write-back).
+    to the arguments.
+
+    Fixed: R reports that the value IS argument 0 (``runner._relation``) and the evaluator
+    returns the test's own object.
     """
     _forged(runs, "no_copy")
 
@@ -384,9 +387,10 @@ def test_aliased_arguments_stay_aliased(runs):
     mutation the test checks for disappears and the wrong answer passes.
 
     Cause: ``codec.encode`` of the arguments loses aliasing and ``evaluator._write_back``
-    applies the copies one after the other. Fix: encode shared containers once (a
-    back-reference in the codec) so the runner sees one object, or refuse (NotPlainData /
-    in-process mode) a call whose arguments share a mutable container.
+    applies the copies one after the other.
+
+    Fixed: the evaluator sees by ``id`` that the two arguments share a list; since the candidate
+    changed one of them, the unit fails (``evaluator._owned``, ``_give_back``).
     """
     _forged(runs, "aliased_args")
 
@@ -398,8 +402,10 @@ def test_a_list_inside_a_tuple_argument_is_written_back(runs, name):
     mutation the test forbids is never seen.
 
     Cause: ``evaluator._mutable`` is shallow (``type(v) in (list, dict, set)`` on each
-    argument). Fix: make it recursive over tuples (and frozensets cannot hold mutables), or
-    always ask for the write-back ("C") when any argument contains a list, dict or set.
+    argument).
+
+    Fixed: every call whose arguments hold a list, dict or set at any depth asks for the
+    changes; a changed tuple argument is not flat, so the unit fails.
     """
     _forged(runs, name)
 
@@ -424,10 +430,9 @@ def test_resizing_the_argument_does_not_hide_an_inner_mutation(runs, name):
     container's contents with fresh copies (``old[:] = new`` / ``old.clear(); old.update(new)``)
     and the row the test holds never sees the sort.
 
-    Cause: ``evaluator._write_back``'s fallback for a changed length or key set. Fix: the same
-    identity information as above: rebuild the container from the test's own objects for
-    every slot the runner reports as an original (written back recursively), fresh objects
-    only for what the candidate created.
+    Cause: ``evaluator._write_back``'s fallback for a changed length or key set.
+
+    Fixed: the changed argument is not flat, so nothing is written back and the unit fails.
     """
     _forged(runs, name)
 
@@ -466,8 +471,10 @@ def test_a_mutation_before_an_exception_is_written_back(runs):
 
     Cause: ``runner.serve.answer`` sends ``["x", name, message, ancestry]`` without the
     arguments on a "C" call, and ``evaluator.evaluate.candidate`` writes back only after an
-    ``"r"`` reply. Fix: carry ``[args, kwargs]`` in the exception reply of a "C" call too and
-    write them back before raising the exception in the evaluator.
+    ``"r"`` reply.
+
+    Fixed: the "x" reply of a "C" call carries the changed arguments; the evaluator writes them
+    back (flat list) before raising the exception.
     """
     _forged(runs, "mutate_then_raise")
 
@@ -486,8 +493,9 @@ def test_reordering_a_dict_argument_is_written_back(runs):
     ``_write_back`` assigns value by value into the old dict (equal key sets), keeping its old
     order, so the forbidden change is invisible.
 
-    Cause: ``evaluator._write_back``'s dict branch compares ``keys()`` as sets. Fix: compare
-    ``list(old) == list(new)``; when the order differs, rebuild the dict in the new order
-    (``old.clear(); old.update(...)`` with the test's own inner objects kept, see above).
+    Cause: ``evaluator._write_back``'s dict branch compares ``keys()`` as sets.
+
+    Fixed: R compares canonical encodings (order included); the flat dict is rebuilt in the new
+    order (``old.clear(); old.update(new)``).
     """
     _forged(runs, "dict_reorder")
