@@ -230,6 +230,17 @@ APPEND_RETURN = _task(
     solution="    x.append(0)\n    return x\n",
 )
 
+#: f(x=...) sorts its keyword argument in place.
+SORT_KWARG = _task(
+    """
+    def check(candidate):
+        a = [3, 1, 2]
+        assert candidate(x=a) is None
+        assert a == [1, 2, 3]
+    """,
+    solution="    x.sort()\n",
+)
+
 #: the test uses a helper the PROMPT defines; the completion redefines it to match its wrong answer.
 HELPER = _task(
     """
@@ -290,6 +301,7 @@ TASKS = [
     HELPER,
     SORT_THEN_RAISE,
     APPEND_RETURN,
+    SORT_KWARG,
 ]
 
 CASES = {
@@ -309,6 +321,8 @@ CASES = {
     "honest_key_error": (LOOKUP, LOOKUP.canonical_solution),
     "honest_flat_raise": (SORT_THEN_RAISE, SORT_THEN_RAISE.canonical_solution),
     "honest_flat_return": (APPEND_RETURN, APPEND_RETURN.canonical_solution),
+    "honest_flat_kwarg": (SORT_KWARG, SORT_KWARG.canonical_solution),
+    "honest_return_inner": (FIRST_ROW, "    return x[0]\n"),
     "spoof_helper": (HELPER, SPOOF_HELPER),
     "huge_completion": (HELPER, HUGE),
 }
@@ -437,12 +451,15 @@ def test_resizing_the_argument_does_not_hide_an_inner_mutation(runs, name):
     _forged(runs, name)
 
 
-@pytest.mark.parametrize("name", ["honest_key_error", "honest_flat_raise", "honest_flat_return"])
+@pytest.mark.parametrize(
+    "name", ["honest_key_error", "honest_flat_raise", "honest_flat_return", "honest_flat_kwarg"]
+)
 def test_honest_flat_solutions_are_scored_as_in_process(runs, name):
     """FIXED. ``KeyError("x")`` arrives with ``args == ("x",)`` (the runner sends ``exc.args``
     when they are plain data, the evaluator rebuilds with ``cls(*args)``); a flat list sorted in
     place before an exception is written back before it is raised; a flat list returned itself
-    is the test's own object. In-process they pass; the strong mode agrees."""
+    is the test's own object; a flat keyword argument is written back like a positional one.
+    In-process they pass; the strong mode agrees."""
     weak, strong = runs["weak"][name], runs["strong"][name]
     assert weak.passed is True, weak.detail
     assert strong.mode == "strong"
@@ -499,3 +516,13 @@ def test_reordering_a_dict_argument_is_written_back(runs):
     order (``old.clear(); old.update(new)``).
     """
     _forged(runs, "dict_reorder")
+
+
+def test_a_return_value_sharing_a_row_with_the_arguments_fails_stricter_than_in_process(runs):
+    """STRICTER (documented in SANDBOX.md): ``return x[0]`` for a list of lists is honest
+    in-process (the test compares equal values), but a return value that shares a list, dict or
+    set with the arguments without being one of them fails that unit (``NotPlainData``)."""
+    weak, strong = runs["weak"]["honest_return_inner"], runs["strong"]["honest_return_inner"]
+    assert weak.passed is True, weak.detail
+    assert (strong.mode, strong.passed) == ("strong", False)
+    assert "shares a list, dict or set with an argument" in strong.detail, strong.detail
