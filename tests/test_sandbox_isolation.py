@@ -133,3 +133,24 @@ def test_a_reused_workdir_keeps_nothing_of_the_previous_program():
     with SandboxPool(1) as pool:
         results = pool.map([messy, check, messy, check])
     assert [r.status for r in results] == ["passed"] * 4, [r.detail for r in results]
+
+
+def test_a_checkout_under_tmp_still_starts_its_workers(tmp_path, monkeypatch):
+    """CI clones under /tmp: the private /tmp of the worker's namespace hid the zygote it re-executes.
+
+    Before the fix every worker of such a checkout exited at start ("sandbox worker exited").
+    """
+    import shutil
+    from pathlib import Path
+
+    from rewardfilter.adapters.code.sandbox import SandboxPool, worker
+
+    assert str(tmp_path).startswith("/tmp/")
+    copy = tmp_path / "sandbox"
+    copy.mkdir()
+    for source in Path(worker.__file__).parent.glob("*.py"):
+        shutil.copy(source, copy / source.name)
+    monkeypatch.setattr(worker, "_ZYGOTE", copy / "zygote.py")
+    with SandboxPool(1) as pool:
+        (res,) = pool.map(["print('hi')\n"], timeout=5, memory_mb=512, max_output=1 << 20)
+    assert res.passed and res.output.strip() == "hi", (res.status, res.detail, res.output)

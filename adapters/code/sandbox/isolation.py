@@ -247,6 +247,36 @@ def _hide(paths: list[str]) -> list[str]:
     return hidden
 
 
+#: where the sandbox's own modules are copied when the private mounts hide their folder
+SOURCE_COPY = "/tmp/.rf-sandbox-src"
+
+
+def _own_sources(argv: list[str] | None) -> dict[str, bytes]:
+    """The sandbox's modules (the folder of ``argv[0]``), read while they are still visible."""
+    if not argv:
+        return {}
+    folder = os.path.dirname(os.path.abspath(argv[0]))
+    return {
+        name: open(os.path.join(folder, name), "rb").read()  # noqa: SIM115
+        for name in os.listdir(folder)
+        if name.endswith(".py")
+    }
+
+
+def _visible_script(script: str, sources: dict[str, bytes]) -> str:
+    """``script`` if still visible, else its copy (root-owned, read-only for programs) in the
+    private /tmp that covers a checkout under /tmp: the sandbox's public code, no secret."""
+    if os.path.exists(script) or not sources:
+        return script
+    os.makedirs(SOURCE_COPY, mode=0o755, exist_ok=True)
+    for name, data in sources.items():
+        path = os.path.join(SOURCE_COPY, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o644)
+    return os.path.join(SOURCE_COPY, os.path.basename(script))
+
+
 def setup(hide: list[str], namespaces: bool = True, argv: list[str] | None = None) -> None:
     """Isolate this worker (namespaces as root), preload the stdlib, hide paths and removed modules.
 
@@ -262,18 +292,21 @@ def setup(hide: list[str], namespaces: bool = True, argv: list[str] | None = Non
     launcher (:func:`_serve_mounts`), which stays outside the pid namespace.
     """
     CAPS["root"] = os.geteuid() == 0
+    # read before the private mounts: a checkout or virtualenv under /tmp is covered by them
+    executable, sources = os.path.realpath(sys.executable), _own_sources(argv)
     if CAPS["root"]:
         CAPS["net"], CAPS["ns"] = _enter_namespaces() if namespaces else (False, False)
         CAPS["drop"] = UID > 0
     if CAPS["ns"] and argv is not None and SERVER[0] is not None:
         import json
 
+        argv = [_visible_script(argv[0], sources), *argv[1:]]
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         CAPS["seccomp"] = restrict()
         fd = SERVER[0].detach()
         os.set_inheritable(fd, True)
         state = json.dumps({"caps": CAPS, "covered": _COVERED})
-        os.execv(sys.executable, [sys.executable, "-I", "-S", *argv, "--stage2", str(fd), state])
+        os.execv(executable, [executable, "-I", "-S", *argv, "--stage2", str(fd), state])
     for name in PRELOAD:
         try:
             __import__(name)
