@@ -24,9 +24,8 @@ demo: install
 	$(VENV)/bin/rewardfilter run experiments/demo.yaml --out runs/demo
 	$(VENV)/bin/rewardfilter report runs/demo
 
-# trl is only the baseline of benchmarks/code_trainer.py, so it is not a package dependency.
+# trl (the [trl] extra, in [all]) is also the baseline of benchmarks/code_trainer.py and trl_overhead.py.
 bench: install
-	$(PY) -m pip install --quiet trl==1.16.0
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: install
