@@ -1,0 +1,83 @@
+"""Criteria C1 and C2 of PLAN_control_v2.md (section 3) from a finished calibration sweep.
+
+    python experiments/study/calibration_v2_check.py experiments/results/control_v2/calibration-runs
+
+Per noise column: the oracle's, PPO-M's and the untrained policy's true return
+(final = mean of the last 3 evaluations, then mean over seeds), C1 =
+(oracle - PPO-M) / (oracle - start) (passes at >= 0.3), C2 = mean `top1_correct`
+over the last half of PPO-M's evaluation windows (passes at >= 0.6); then every
+other method's final true return per column (the tuning sweep, the ranking
+ceiling). Prints Markdown; writes it to DIR/calibration.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from rewardfilter.io import atomic_write_text, read_jsonl
+
+
+def _runs(folder: Path):
+    for run_dir in sorted((folder / "runs").iterdir()):
+        if not (run_dir / "final.json").exists():
+            continue
+        run = json.loads((run_dir / "run.json").read_text())
+        records = [r for r in read_jsonl(run_dir / "records.jsonl") if "true_return" in r]
+        if records:
+            yield run, records
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[0])
+    final = defaultdict(list)  # (noise, method) -> per-seed final true return
+    start = defaultdict(list)
+    top1 = defaultdict(list)
+    oracle = []
+    for run, recs in _runs(folder):
+        noise, method = run["noise"]["name"], run["method"]["name"]
+        value = float(np.mean([r["true_return"] for r in recs[-3:]]))
+        if run["method"]["reward"] == "true":
+            oracle.append(value)
+            continue
+        final[noise, method].append(value)
+        start[noise].append(recs[0]["start_true_return"])
+        if method == "PPO-M":
+            half = recs[len(recs) // 2 :]
+            top1[noise].append(float(np.nanmean([r.get("top1_correct", np.nan) for r in half])))
+    o = float(np.mean(oracle))
+    lines = [
+        f"Oracle final true return {o:.2f} ({len(oracle)} seeds).",
+        "",
+        "| noise | start | PPO-M | C1 (>= 0.3) | C2 top-1 correct (>= 0.6) | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for noise in sorted(start):
+        s, m = float(np.mean(start[noise])), float(np.mean(final[noise, "PPO-M"]))
+        c1 = (o - m) / (o - s) if o != s else float("nan")
+        c2 = float(np.mean(top1[noise])) if top1[noise] else float("nan")
+        lines.append(
+            f"| {noise} | {s:.2f} | {m:.2f} | {c1:.2f} {'pass' if c1 >= 0.3 else 'fail'} "
+            f"| {c2:.2f} {'pass' if c2 >= 0.6 else 'fail'} | {len(final[noise, 'PPO-M'])} |"
+        )
+    lines += [
+        "",
+        "| noise | method | final true return, mean [min, max] over seeds |",
+        "|---|---|---|",
+    ]
+    for (noise, method), values in sorted(final.items()):
+        lines.append(
+            f"| {noise} | {method} | {np.mean(values):.2f} [{min(values):.2f}, {max(values):.2f}] |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    atomic_write_text(folder / "calibration.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
