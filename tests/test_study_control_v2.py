@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    path = ROOT / "experiments" / "study" / "calibration_v2_check.py"
-    spec = importlib.util.spec_from_file_location("calibration_v2_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from rewardfilter.experiments import calibration_check
 
 
 def _run(folder: Path, name: str, reward: str, returns: list[float], top1: list[float]) -> None:
@@ -35,6 +26,6 @@ def test_c1_and_c2_follow_the_plan(tmp_path):
     _run(tmp_path, "oracle", "true", [-30, -10, -10, -10], [0, 0, 0, 0])
     # top1 over the last half of PPO-M's windows: (0.5 + 0.9) / 2 = 0.7
     _run(tmp_path, "PPO-M", "noisy", [-30, -25, -25, -25], [0.1, 0.2, 0.5, 0.9])
-    assert _load().main([str(tmp_path)]) == 0
+    assert calibration_check.main([str(tmp_path)]) == 0
     text = (tmp_path / "calibration.md").read_text()
     assert "| hetero-20 | -40.00 | -25.00 | 0.50 pass | 0.70 pass | 1 |" in text

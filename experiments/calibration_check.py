@@ -1,6 +1,6 @@
-"""Criteria C1 and C2 of PLAN_control_v2.md (section 3) from a finished calibration sweep.
+"""Criteria C1 and C2 of experiments/study/PLAN_control_v2.md (section 3) from a finished calibration sweep.
 
-    python experiments/study/calibration_v2_check.py experiments/results/control_v2/calibration-runs
+    python -m rewardfilter.experiments.calibration_check experiments/results/control_v2/calibration-runs
 
 Per noise column: the oracle's, PPO-M's and the untrained policy's true return
 (final = mean of the last 3 evaluations, then mean over seeds), C1 =
