@@ -292,8 +292,10 @@ def setup(hide: list[str], namespaces: bool = True, argv: list[str] | None = Non
     launcher (:func:`_serve_mounts`), which stays outside the pid namespace.
     """
     CAPS["root"] = os.geteuid() == 0
-    # read before the private mounts: a checkout or virtualenv under /tmp is covered by them
-    executable, sources = os.path.realpath(sys.executable), _own_sources(argv)
+    # read before the private mounts (a checkout or virtualenv under /tmp is covered by them),
+    # and only when this worker will re-execute itself after mounting them
+    reexec = CAPS["root"] and namespaces and argv is not None  # SERVER is set on entering them
+    executable, sources = os.path.realpath(sys.executable), _own_sources(argv if reexec else None)
     if CAPS["root"]:
         CAPS["net"], CAPS["ns"] = _enter_namespaces() if namespaces else (False, False)
         CAPS["drop"] = UID > 0
