@@ -2,7 +2,8 @@
 
 Modules: :mod:`.losses` (the pure math), :mod:`.experience` (rollouts, the
 per-token tensors PPO trains on, expected filter weights), :mod:`.trainer`
-(:class:`PFPPOTrainer`: the loop and the update), :mod:`.build`
+(:class:`PFPPOTrainer`: the loop), :mod:`.filtering` (step 4, the filter),
+:mod:`.update` (step 6, the clipped updates), :mod:`.build`
 (``from_pretrained``), :mod:`.parallel` (Accelerate), :mod:`.stats` (reward
 normalisation, pooled statistics, the log record), :mod:`.checkpoint`.
 

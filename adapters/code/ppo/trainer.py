@@ -15,9 +15,10 @@ PF-PPO (Shen & Zhang et al., arXiv 2409.06957):
 7. log (JSONL + progress bar) and checkpoint.
 
 The pure math lives in :mod:`.losses`; rollouts and experience in
-:mod:`.experience`; the Accelerate collectives in :mod:`.parallel`; reward
-normalisation and the pooled statistics in :mod:`.stats`; checkpoints in
-:mod:`.checkpoint`.
+:mod:`.experience`; step 4 (the filter) in :mod:`.filtering`; step 6 (the
+update over epochs x minibatches) in :mod:`.update`; the Accelerate
+collectives in :mod:`.parallel`; reward normalisation and the pooled
+statistics in :mod:`.stats`; checkpoints in :mod:`.checkpoint`.
 
 How a filter is realised
 ------------------------
@@ -47,10 +48,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,21 +57,20 @@ from typing import Any
 import numpy as np
 import torch
 
-import rewardfilter as rf
-
 from ..config import PFPPOConfig
 from ..device import select_dtype
 from ..models import disable_dropout, is_lora
 from . import build as _build
 from . import checkpoint as _checkpoint
+from . import filtering as _filtering
 from . import losses
 from . import stats as _stats
+from . import update as _update
 from .checkpoint import STATE as _STATE
 from .experience import (
     Experience,
     Rollout,
     expected_weights,
-    prompt_len_of,
     sandbox_true_score,
     token_logprobs,
     token_values,
@@ -394,12 +392,6 @@ class PFPPOTrainer:
             )
         return rewards, None
 
-    def _ensemble_for_filter(self, members: np.ndarray | None) -> np.ndarray | None:
-        """The members go to the filter when it needs them or when they can disagree (K >= 2)."""
-        if members is None or (members.shape[0] < 2 and not self.filter.needs_ensemble):
-            return None
-        return members
-
     def filter_weights(
         self,
         rewards: np.ndarray,
@@ -407,44 +399,8 @@ class PFPPOTrainer:
         members: np.ndarray | None,
         scores: np.ndarray,
     ) -> np.ndarray:
-        """The core filter's weight per sample, ranked within each prompt's group.
-
-        ``adaptive`` is refitted every iteration on the labelled samples of
-        the last ``adaptive_window`` iterations of all processes (unless it
-        arrives fitted and nothing has been pooled yet). An iteration whose
-        filter keeps nothing on any process falls back to keeping everything,
-        with a warning (as the SB3 buffer does).
-        """
-        ensemble = self._ensemble_for_filter(members)
-        if isinstance(self.filter, rf.AdaptiveFilter):
-            now = {k: np.concatenate(v) for k, v in self._gather(rewards, scores).items()}
-            now["groups"] = self._global_groups(groups)
-            mem = self.dist.gather(ensemble)
-            now["members"] = None if any(m is None for m in mem) else np.concatenate(mem, axis=1)
-            pool = self.window.pooled(extra=now)
-            fit_rng = np.random.default_rng([self.config.seed, self.iteration])
-            self.filter.fit(
-                pool["rewards"],
-                pool["scores"],
-                pool["groups"],
-                rng=fit_rng,
-                ensemble=pool["members"],
-            )
-        weights = np.asarray(
-            self.filter.weights(rewards, groups, rng=self.rng, ensemble=ensemble), dtype=float
-        )
-        n_kept = self.dist.sum(torch.tensor([float((weights > 0).sum())], device=self.device))
-        self.last_fallback = bool(n_kept.item() == 0)
-        if self.last_fallback:
-            warnings.warn(
-                f"Filter {self.filter.spec!r} kept no sample in iteration {self.iteration + 1}; "
-                "training on every sample of it instead (unfiltered).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            weights = np.ones_like(weights)
-        self.last_weights = weights
-        return weights
+        """The core filter's weight per sample (:func:`.filtering.filter_weights`)."""
+        return _filtering.filter_weights(self, rewards, groups, members, scores)
 
     @torch.no_grad()
     def make_experience(
@@ -503,7 +459,7 @@ class PFPPOTrainer:
                 rewards,
                 rollout.groups,
                 weights if not self.last_fallback else None,
-                ensemble=self._ensemble_for_filter(members),
+                ensemble=_filtering.ensemble_for_filter(self.filter, members),
                 rng=self.rng,
             )
             probs = ew / ew.sum() if ew.sum() > 0 else None
@@ -530,106 +486,9 @@ class PFPPOTrainer:
             placeholder,
         )
 
-    def update(self, exp: Experience, weights: np.ndarray | None = None) -> dict:
-        """Clipped PPO policy and value updates over epochs and minibatches.
-
-        Each epoch orders this process's rows (a permutation, or weighted
-        draws with replacement); every process then takes the same number of
-        optimiser steps, each over ``minibatch_size / num_processes`` rows of
-        its own (an empty share still joins the gradient all-reduce).
-        """
-        cfg = self.config
-        m = 0 if exp.placeholder else exp.index.shape[0]
-        local_mb = max(1, cfg.minibatch_size // self.dist.world_size)
-        self.policy.train()
-        self.critic.train()
-        acc: dict[str, list[float]] = {}
-        trained: set[int] = set()
-        tokens = 0.0
-        for _ in range(cfg.ppo_epochs):
-            if m == 0:
-                order = np.zeros(0, dtype=int)
-            elif exp.sample_probs is not None:
-                order = self.rng.choice(m, size=m, p=exp.sample_probs)
-            else:
-                order = self.rng.permutation(m)
-            n_steps = self.dist.max_int(math.ceil(len(order) / local_mb))
-            for s in range(n_steps):
-                rows = order[s * local_mb : (s + 1) * local_mb]
-                for k, v in self._optimiser_step(exp, rows).items():
-                    acc.setdefault(k, []).append(v)
-                picked = torch.as_tensor(rows, dtype=torch.long)
-                trained.update(exp.index[picked].tolist())
-                tokens += float(exp.mask[picked].sum())
-        self.last_trained = sorted(trained)
-        self.last_trained_tokens = tokens  # response tokens through forward/backward, repeats too
-        out = {k: float(np.mean(v)) for k, v in acc.items()}
-        for k in ("policy_loss", "value_loss"):  # each process holds its share of the global loss
-            if k in out:
-                out[k] = float(self.dist.sum(torch.tensor([out[k]], device=self.device)).item())
-        return out
-
-    def _optimiser_step(self, exp: Experience, rows: np.ndarray) -> dict[str, float]:
-        """One optimiser step over ``rows``: micro-batches accumulate, the last one syncs."""
-        cfg, world = self.config, self.dist.world_size
-        empty = len(rows) == 0
-        idx = torch.as_tensor(rows if not empty else np.array([0]), dtype=torch.long)
-        mask = exp.mask[idx] * (0.0 if empty else 1.0)
-        lw = exp.loss_weights[idx] if exp.loss_weights is not None else None
-        # the denominator of the loss mean is global: all processes' tokens (or responses)
-        ones = torch.ones(mask.shape[0], device=mask.device) if lw is None else lw
-        local = (
-            (mask.sum(-1) * ones).sum()
-            if cfg.loss_aggregation == "token_mean"
-            else ((mask.sum(-1) > 0).float() * ones).sum()
-        )
-        denom = self.dist.sum(local.reshape(1)).squeeze(0)
-        micro = cfg.micro_batch_size or len(idx)
-        chunks = [idx[i : i + micro] for i in range(0, len(idx), micro)]
-        self.policy_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        plen = prompt_len_of(exp)
-        totals = {"policy_loss": 0.0, "value_loss": 0.0}
-        stats: dict[str, list[float]] = {}
-        for j, c in enumerate(chunks):
-            sync = j == len(chunks) - 1
-            cmask = mask[j * micro : j * micro + len(c)]
-            clw = lw[j * micro : j * micro + len(c)] if lw is not None else None
-            ctx = (
-                contextlib.nullcontext()
-                if sync
-                else self.dist.no_sync(self._policy_train, self._critic_train)
-            )
-            with ctx:
-                with self._autocast():
-                    new_lp = self._logprobs(
-                        self._policy_train, exp.input_ids[c], exp.attention_mask[c], plen
-                    )
-                    new_v = self._values(
-                        self._critic_train, exp.input_ids[c], exp.attention_mask[c], plen
-                    )
-                kw = {"aggregation": cfg.loss_aggregation, "normaliser": denom}
-                pg, pg_stats = losses.policy_loss(
-                    new_lp.float(), exp.logprobs[c], exp.advantages[c], cmask, cfg.clip, clw, **kw
-                )
-                vf, vf_stats = losses.value_loss(
-                    new_v.float(), exp.values[c], exp.returns[c], cmask, cfg.value_clip, clw, **kw
-                )
-                # DDP averages gradients over processes: scale so that they add up instead
-                self.scaler.scale((pg + vf) * world).backward()
-            totals["policy_loss"] += float(pg.detach())
-            totals["value_loss"] += float(vf.detach())
-            for k, v in {**pg_stats, **vf_stats}.items():
-                stats.setdefault(k, []).append(float(v))
-        for opt, model in ((self.policy_opt, self.policy), (self.critic_opt, self.critic)):
-            self.scaler.unscale_(opt)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            self.scaler.step(opt)
-        self.scaler.update()
-        self.policy_sched.step()
-        self.critic_sched.step()
-        return {**totals, **{k: float(np.mean(v)) for k, v in stats.items()}}
+    def update(self, exp: Experience) -> dict:
+        """Clipped PPO policy and value updates over epochs and minibatches (:func:`.update.update`)."""
+        return _update.update(self, exp)
 
     # ---- forward helpers -------------------------------------------------
     def _logprobs(
