@@ -273,6 +273,7 @@ def train_causal_lm(
         The loss of every step, for the caller's report.
     """
     import torch
+    from torch.nn.utils.rnn import pad_sequence
     from tqdm.auto import tqdm
 
     if steps == 0:
@@ -301,14 +302,14 @@ def train_causal_lm(
             order.extend(fresh)
         idx, order = order[:batch_size], order[batch_size:]
         batch = [examples[i] for i in idx]
-        T = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
-        attn = torch.zeros((len(batch), T), dtype=torch.long)
-        lmask = torch.zeros((len(batch), T), dtype=torch.float)
-        for r, (x, m) in enumerate(batch):
-            ids[r, : len(x)] = torch.tensor(x)
-            attn[r, : len(x)] = 1
-            lmask[r, : len(m)] = torch.tensor(m, dtype=torch.float)
+        ids, attn, lmask = (
+            pad_sequence(rows, batch_first=True, padding_value=value)
+            for rows, value in (
+                ([torch.tensor(x, dtype=torch.long) for x, _ in batch], pad_id),
+                ([torch.ones(len(x), dtype=torch.long) for x, _ in batch], 0),
+                ([torch.tensor(m, dtype=torch.float) for _, m in batch], 0.0),
+            )
+        )
         ids, attn, lmask = ids.to(device), attn.to(device), lmask.to(device)
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
         target, m = ids[:, 1:], lmask[:, 1:]

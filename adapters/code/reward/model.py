@@ -56,13 +56,8 @@ class RewardModel(ScalarHeadModel):
             (tok(p + c, add_special_tokens=False)["input_ids"] + eos)[-self.max_length :]
             for p, c in zip(prompts, completions, strict=True)
         ]
-        T = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), T), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), T), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        enc = tok.pad({"input_ids": seqs}, padding_side="right", return_tensors="pt")
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     def rewards(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
         """Differentiable rewards, shape ``(n,)`` (used in training)."""
