@@ -27,7 +27,6 @@ shape, in minutes, with no download:
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -275,6 +274,7 @@ def train_causal_lm(
     import torch
     from torch.nn.utils.rnn import pad_sequence
     from tqdm.auto import tqdm
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
     if steps == 0:
         return []
@@ -283,13 +283,9 @@ def train_causal_lm(
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    # linear warm-up from 0 (step k at k/W of the peak), then cosine decay to 10% of it:
+    # transformers' "cosine_with_min_lr" (the former own schedule ran step k at (k+1)/W)
+    sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup_steps, steps, min_lr_rate=0.1)
     rng = random.Random(seed)
     order: list[int] = []
     losses: list[float] = []
