@@ -29,9 +29,9 @@ torch.set_num_threads(1)
 
 
 class OneMember:
-    """A reward model of one member: score_members gives a (1, n) array."""
+    """A reward model of one member: predict_members gives a (1, n) array."""
 
-    def score_members(self, prompts, completions):
+    def predict_members(self, prompts, completions):
         return reward_fn(prompts, completions)[None, :]
 
 
