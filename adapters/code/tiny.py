@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardfilter.validation import check_scalar
+
 __all__ = ["TinyConfig", "build_tiny", "build_tokenizer", "make_tiny_model", "train_causal_lm"]
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
@@ -113,17 +115,9 @@ class TinyConfig:
             "batch_size",
             "max_per_family",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"The {name!r} parameter of TinyConfig must be an int >= 1; got {value!r}."
-                )
+            check_scalar(getattr(self, name), name, "TinyConfig", "int", min_val=1)
         for name in ("pretrain_steps", "sft_steps", "warmup_steps", "eval_per_family", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"The {name!r} parameter of TinyConfig must be an int >= 0; got {value!r}."
-                )
+            check_scalar(getattr(self, name), name, "TinyConfig", "int", min_val=0)
         if self.architecture not in ("llama", "gpt2"):
             raise ValueError(
                 f"The 'architecture' parameter of TinyConfig must be 'llama' or 'gpt2'; got {self.architecture!r}."
