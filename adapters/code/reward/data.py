@@ -155,6 +155,8 @@ def collect_reward_data(
         raise ValueError(
             "The 'tokenizer' parameter of collect_reward_data is required with a loaded policy."
         )
+    # Deliberately the same call as evaluate's (evaluate.py): two public entry points,
+    # each documenting its sampling settings, forward them to the one sampler.
     samples, results = sample_and_score(
         policy,
         tokenizer,
