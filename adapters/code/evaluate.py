@@ -158,8 +158,6 @@ def evaluate(
         )
 
     t0 = time.perf_counter()
-    # Deliberately the same call as collect_reward_data's (reward/data.py): two public
-    # entry points, each documenting its sampling settings, forward them to the one sampler.
     samples, results = sampling.sample_and_score(
         model,
         tokenizer,

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,15 +116,10 @@ def collect_reward_data(
     tasks: Sequence,
     n_samples: int = 8,
     *,
-    temperature: float = 1.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 96,
-    batch_size: int = 32,
     tokenizer=None,
-    seed: int = 0,
     timeout: float = 3.0,
     device: str | None = "auto",
-    progress: bool = True,
+    **sampling: Any,
 ) -> RewardData:
     """Sample ``n_samples`` responses per task from the policy and label them by execution.
 
@@ -136,10 +132,12 @@ def collect_reward_data(
     n_samples : int
         Responses per prompt: several per prompt is what gives same-prompt
         (pass, fail) pairs.
-    temperature, top_p, max_new_tokens, batch_size, seed
-        Sampling settings (see :func:`sampling.generate`).
     timeout : float
         Sandbox seconds per program.
+    **sampling
+        Sampling settings of :func:`sampling.generate`: ``temperature``
+        (default 1.0), ``top_p`` (0.95), ``max_new_tokens`` (96),
+        ``batch_size`` (32), ``seed`` (0), ``progress`` (True).
     """
     from ..models import load_policy
     from ..sampling import sample_and_score
@@ -155,20 +153,9 @@ def collect_reward_data(
         raise ValueError(
             "The 'tokenizer' parameter of collect_reward_data is required with a loaded policy."
         )
-    # Deliberately the same call as evaluate's (evaluate.py): two public entry points,
-    # each documenting its sampling settings, forward them to the one sampler.
+    sampling = {"temperature": 1.0, "top_p": 0.95, "seed": 0, "progress": True, **sampling}
     samples, results = sample_and_score(
-        policy,
-        tokenizer,
-        tasks,
-        n=n_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        timeout=timeout,
-        progress=progress,
+        policy, tokenizer, tasks, n=n_samples, timeout=timeout, **sampling
     )
     row_tasks = [tasks[g] for g in samples.group]
     scores = np.array([r.score for r in results])
