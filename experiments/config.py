@@ -33,6 +33,7 @@ from rewardfilter.experiments.schema import (
     describe,
     run_id,
 )
+from rewardfilter.validation import Interval, is_number
 
 __all__ = [
     "DEFAULT_GROUP_SIZE",
@@ -94,8 +95,9 @@ class _Checker:
         return value.strip()
 
     def integer(self, value: Any, path: str, minimum: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.error(path, f"must be an int >= {minimum}; got {_show(value)}.")
+        admissible = Interval("int", minimum)
+        if value not in admissible:
+            self.error(path, f"must be {admissible}; got {_show(value)}.")
             return None
         return value
 
@@ -244,7 +246,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     # seeds: an int count or a list of distinct non-negative ints
     seeds_raw = raw.get("seeds", 3)
     seeds: tuple[int, ...] = ()
-    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
+    if is_number(seeds_raw, "int"):
         if seeds_raw < 1:
             c.error("seeds", f"an int count must be >= 1; got {seeds_raw}.")
         seeds = tuple(range(max(seeds_raw, 0)))

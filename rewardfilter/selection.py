@@ -167,6 +167,10 @@ class AdaptiveFilter(Filter):
         return self.chosen_ is not None
 
     @property
+    def resolved(self) -> Filter:
+        return self._fitted()
+
+    @property
     def is_binary(self) -> bool:
         return self._fitted().is_binary
 

@@ -98,7 +98,7 @@ def reward_fn(prompts, completions):
 class FakeEnsemble:
     """Three members that disagree by a completion-dependent amount."""
 
-    def score_members(self, prompts, completions):
+    def predict_members(self, prompts, completions):
         base = reward_fn(prompts, completions)
         spread = np.array([len(c) % 3 for c in completions], dtype=float)
         return np.stack([base, base + spread, base - spread])

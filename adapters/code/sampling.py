@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rewardfilter.validation import check_scalar
+
 __all__ = [
     "DEFAULT_STOP",
     "Samples",
@@ -216,10 +218,7 @@ def generate(
             "The 'prompts' parameter of generate must be a non-empty list of strings; got []."
         )
     for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"The {name!r} parameter of generate must be an int >= 1; got {value!r}."
-            )
+        check_scalar(value, name, "generate", "int", min_val=1)
     if not temperature >= 0:
         raise ValueError(
             f"The 'temperature' parameter of generate must be a float >= 0; got {temperature!r}."

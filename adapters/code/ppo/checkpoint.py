@@ -63,7 +63,9 @@ def save_checkpoint(self: Any, directory: str | os.PathLike) -> Path:
         "cursor": self._cursor,
         "running": dict(self.normaliser.running),
         "window": list(self.window.items),  # the pooled R² and adaptive continue across a resume
-        "adaptive_choice": getattr(self.filter, "chosen_", None) and self.filter.chosen_.spec,
+        "adaptive_choice": self.filter.resolved.spec
+        if self.filter.requires_fit and self.filter.is_fitted
+        else None,
         "config": asdict(self.config),
     }
     torch.save(state, tmp / STATE)

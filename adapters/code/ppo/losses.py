@@ -128,17 +128,17 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
 
 
 def kl_penalised_rewards(
-    scores: torch.Tensor,
+    sequence_rewards: torch.Tensor,
     logprobs: torch.Tensor,
     ref_logprobs: torch.Tensor,
     mask: torch.Tensor,
     kl_coef: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards: ``-kl_coef * (logp - logp_ref)`` plus the score at the last token.
+    """Per-token rewards: ``-kl_coef * (logp - logp_ref)`` plus the sequence's reward at its last token.
 
     This is the RLHF reward of Ziegler et al. (and PF-PPO): the KL penalty to
     the frozen reference keeps the policy close to the SFT model where the
-    reward model was trained, and the sequence score arrives only when the
+    reward model was trained, and the sequence's reward arrives only when the
     response is complete. The KL estimate per token is the simple
     ``log pi(a|s) - log pi_ref(a|s)`` of the sampled token (unbiased, so its
     sum over tokens estimates the sequence KL).
@@ -155,7 +155,7 @@ def kl_penalised_rewards(
     rows = torch.arange(rewards.shape[0], device=rewards.device)
     has_tokens = last >= 0
     rewards = rewards.clone()
-    rewards[rows[has_tokens], last[has_tokens]] += scores[has_tokens].to(rewards.dtype)
+    rewards[rows[has_tokens], last[has_tokens]] += sequence_rewards[has_tokens].to(rewards.dtype)
     return rewards, kl
 
 

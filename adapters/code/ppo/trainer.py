@@ -5,8 +5,8 @@ PF-PPO (Shen & Zhang et al., arXiv 2409.06957):
 
 1. take a batch of prompts (code tasks);
 2. sample N responses per prompt (temperature, top-p);
-3. score them with the reward model (and its ensemble members), and with the
-   true score (the fraction of unit tests passed, from the sandbox) for logging;
+3. their rewards from the reward model (and its ensemble members), and their
+   true scores (the fraction of unit tests passed, from the sandbox) for logging;
 4. filter each prompt's group with the core (:func:`rewardfilter.make_filter`);
 5. per-token rewards = ``-kl_coef * (log pi - log pi_ref)`` plus the
    normalised reward at the last scored token; GAE (gamma, lambda);
@@ -103,9 +103,9 @@ class PFPPOTrainer:
     tasks : sequence of CodeTask
         Training tasks (each needs ``.prompt``); must be non-empty.
     reward : reward model, callable, or "true"
-        Either an object with ``score_members(prompts, completions) -> (K, n)``
+        Either an object with ``predict_members(prompts, completions) -> (K, n)``
         (the reward is the members' mean, the members feed ``uncertainty:``;
-        K = 1 is fine), an object with ``score(prompts, completions) -> (n,)``,
+        K = 1 is fine), an object with ``predict(prompts, completions) -> (n,)``,
         a callable ``(prompts, completions) -> (n,)``, or ``"true"`` to train
         on the true score itself (the oracle). A ``reward_stats`` attribute
         (``{"mean", "std"}``) is used by ``reward_norm="model"``.
@@ -175,7 +175,7 @@ class PFPPOTrainer:
         self._policy_train = self.dist.prepare(self.policy)  # DDP wrappers (or the models)
         self._critic_train = self.dist.prepare(self.critic)
         if isinstance(reward, torch.nn.Module) or hasattr(reward, "members"):
-            reward.to(self.device)  # a reward model scores on this process's device
+            reward.to(self.device)  # a reward model predicts on this process's device
         self.tasks, self.reward = tasks, reward
         self.true_score = true_score if true_score is not None else sandbox_true_score
 
@@ -257,8 +257,8 @@ class PFPPOTrainer:
         # 2. N responses per prompt (temperature, top-p)
         rollout = self.generate(tasks)
         t_gen = time.perf_counter()
-        # 3. reward-model scores (and ensemble members); true scores from the sandbox
-        rewards, members = self.score_reward(rollout)
+        # 3. rewards from the reward model (and its members); true scores from the sandbox
+        rewards, members = self.predict_rewards(rollout)
         scores = np.asarray(self.true_score(rollout.tasks, rollout.completions), dtype=float)
         t_score = time.perf_counter()
         # 4. the core filter, per prompt group (adaptive: refitted on the pooled window)
@@ -369,28 +369,14 @@ class PFPPOTrainer:
             completions=list(samples.completions),
         )
 
-    def score_reward(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
-        """Reward of each sample (and the ensemble members' scores when the reward model has them)."""
+    def predict_rewards(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
+        """Reward of each sample (and each ensemble member's, when the reward model has members)."""
         if isinstance(self.reward, str):  # "true": the oracle trains on the true score itself
             scores = self.true_score(rollout.tasks, rollout.completions)
             return np.asarray(scores, dtype=float), None
-        prompts = [t.prompt for t in rollout.tasks]
-        if hasattr(self.reward, "score_members"):
-            members = np.asarray(
-                self.reward.score_members(prompts, rollout.completions), dtype=float
-            )
-            if members.ndim != 2 or members.shape[1] != len(prompts):
-                raise ValueError(
-                    f"score_members must return a (K, n={len(prompts)}) array; got shape {members.shape}."
-                )
-            return members.mean(axis=0), members
-        fn = self.reward.score if hasattr(self.reward, "score") else self.reward
-        rewards = np.asarray(fn(prompts, rollout.completions), dtype=float).reshape(-1)
-        if rewards.shape[0] != len(prompts):
-            raise ValueError(
-                f"The reward returned {rewards.shape[0]} scores for {len(prompts)} samples."
-            )
-        return rewards, None
+        from ..reward.model import predict_rewards
+
+        return predict_rewards(self.reward, [t.prompt for t in rollout.tasks], rollout.completions)
 
     def filter_weights(
         self,

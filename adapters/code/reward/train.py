@@ -22,8 +22,8 @@ Its quality is then *measured* on held-out samples
 between rewards and true scores. With the data sizes of the tiny pipeline
 that R² is well below 1, which is the situation PF-PPO is about.
 
-The API the PPO trainer uses is ``score(prompts, completions) -> (n,)`` (the
-ensemble mean) and ``score_members(prompts, completions) -> (K, n)``.
+The API the PPO trainer uses is ``predict(prompts, completions) -> (n,)`` (the
+ensemble mean) and ``predict_members(prompts, completions) -> (K, n)``.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def train_reward_ensemble(
         members.append(model)
         final_losses.append(float(np.mean(losses[-10:])))
     ens = RewardEnsemble(members, config)
-    train_rewards = ens.score(data.prompts, data.completions)
+    train_rewards = ens.predict(data.prompts, data.completions)
     # stored like the authors' reward model's mean/std: PPO normalises rewards with them
     ens.reward_stats = {"mean": float(train_rewards.mean()), "std": float(train_rewards.std())}
     ens.report = {
