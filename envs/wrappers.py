@@ -14,12 +14,20 @@ import gymnasium as gym
 import numpy as np
 
 from rewardfilter.envs.learned import LearnedRewardConfig, LearnedRewardModel
-from rewardfilter.noise import NUMPY_NOISE_MODELS, NoiseModel, config_from_kwargs
+from rewardfilter.envs.surrogate import SurrogateConfusionNoise
+from rewardfilter.noise import (
+    NUMPY_NOISE_MODELS,
+    ConfusionNoiseConfig,
+    NoiseModel,
+    config_from_kwargs,
+)
 from rewardfilter.validation import check_bool, param_error
 
 #: name -> (model class, config dataclass)
 NOISE_MODELS: dict[str, tuple[type[NoiseModel], type]] = {
     **NUMPY_NOISE_MODELS,
+    # Wang, Liu & Li's unbiased surrogate of the confusion noise (a literature baseline)
+    "confusion_surrogate": (SurrogateConfusionNoise, ConfusionNoiseConfig),
     "learned": (LearnedRewardModel, LearnedRewardConfig),
 }
 
