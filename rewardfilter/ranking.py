@@ -37,7 +37,13 @@ from rewardfilter.validation import (
     check_scalar,
 )
 
-__all__ = ["permutation_spearman", "pool_reliability", "top1_correct", "within_group_spearman"]
+__all__ = [
+    "POOL_METRICS",
+    "permutation_spearman",
+    "pool_reliability",
+    "top1_correct",
+    "within_group_spearman",
+]
 
 
 def _grouped(rewards: Any, scores: Any, groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,6 +126,18 @@ def top1_correct(rewards: Any, scores: Any, groups: Any) -> float:
     return float(share[valid].mean())
 
 
+#: the numeric fields of a :func:`pool_reliability` record
+POOL_METRICS = (
+    "filtered_r2",
+    "within_group_spearman",
+    "noise_mse",
+    "kept_fraction",
+    "kept_score_mean",
+    "top1_correct",
+    "top1_chance",
+)
+
+
 def pool_reliability(
     rewards: Any,
     scores: Any,
@@ -129,6 +147,8 @@ def pool_reliability(
     ensemble: Any = None,
     rng: np.random.Generator | int | None = 0,
     draws: int = 20,
+    resamples: int = 0,
+    level: float = 0.95,
 ) -> list[dict[str, Any]]:
     """Every filter on one common pool of grouped samples, one record per filter.
 
@@ -142,24 +162,60 @@ def pool_reliability(
     (properties of the ranking, the same for every filter). A filter that
     needs fitting (``adaptive``) is fitted on the pool; its record names its
     choice in ``chosen``.
+
+    With ``resamples`` > 0 each metric also gets a percentile bootstrap CI
+    ``<metric>_ci = (low, high)`` at ``level``: every replicate draws the
+    pool's *groups* with replacement (a group's samples stay together), refits
+    a filter that needs fitting and draws each filter's randomness once.
     """
     r, s, codes = _grouped(rewards, scores, groups)
     check_scalar(draws, "draws", "pool_reliability", "int", min_val=1)
+    check_scalar(resamples, "resamples", "pool_reliability", "int", min_val=0)
+    check_scalar(
+        level, "level", "pool_reliability", min_val=0, max_val=1, include_boundaries="neither"
+    )
     gen = as_generator(rng, "pool_reliability")
+    ens = None if ensemble is None else np.asarray(ensemble)
+    records = _pool_records(r, s, codes, filters, ens, gen, draws)
+    if resamples:
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes)
+        starts = np.cumsum(counts) - counts
+        replicates = []
+        for _ in range(resamples):
+            pick = gen.integers(0, counts.shape[0], counts.shape[0])
+            sizes = counts[pick]
+            first = np.cumsum(sizes) - sizes
+            idx = order[np.repeat(starts[pick] - first, sizes) + np.arange(sizes.sum())]
+            new_codes = np.repeat(np.arange(pick.shape[0]), sizes)
+            sub_ens = None if ens is None else ens[:, idx]
+            replicates.append(_pool_records(r[idx], s[idx], new_codes, filters, sub_ens, gen, 1))
+        alpha = (1 - level) / 2
+        for i, record in enumerate(records):
+            for key in POOL_METRICS:
+                v = np.array([rep[i][key] for rep in replicates], float)
+                v = v[np.isfinite(v)]
+                record[f"{key}_ci"] = (
+                    (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
+                    if v.size
+                    else (math.nan, math.nan)
+                )
+    return records
+
+
+def _pool_records(r, s, codes, filters, ens, gen, draws) -> list[dict[str, Any]]:
+    """:func:`pool_reliability`'s records on validated arrays (no CIs)."""
     top1 = top1_correct(r, s, codes)
     chance = top1_correct(np.zeros_like(r), s, codes)
     records = []
     for spec in filters:
         filt = make_filter(spec)
-        ens = ensemble if filt.needs_ensemble else None
+        f_ens = ens if filt.needs_ensemble else None
         if filt.requires_fit and not filt.is_fitted:
-            filt.fit(r, s, codes, rng=gen, ensemble=ens)
-        values: dict[str, list[float]] = {
-            k: [] for k in ("filtered_r2", "within_group_spearman", "noise_mse", "kept_fraction")
-        }
-        values["kept_score_mean"] = []
+            filt.fit(r, s, codes, rng=gen, ensemble=f_ens)
+        values: dict[str, list[float]] = {k: [] for k in POOL_METRICS[:5]}
         for _ in range(draws):
-            w = filt.weights(r, codes, rng=gen, ensemble=ens)
+            w = filt.weights(r, codes, rng=gen, ensemble=f_ens)
             kept = w > 0
             values["kept_fraction"].append(kept.mean())
             values["filtered_r2"].append(r2(r, s, weights=w) if kept.sum() >= 2 else math.nan)

@@ -117,3 +117,29 @@ def test_validation_names_the_argument():
         within_group_spearman([1, np.nan], [1, 2], [0, 0])
     with pytest.raises(ValueError, match="'groups' has 1 entries"):
         within_group_spearman([1, 2], [1, 2], [0])
+
+
+def test_pool_reliability_bootstraps_whole_groups():
+    # ten copies of one group: any resample of *groups* gives the same numbers, so every CI
+    # collapses to its point; resampling single samples would scatter the within-group rho
+    rewards = np.tile([0.0, 1.0, 2.0], 10)
+    scores = np.tile([0.0, 2.0, 1.0], 10)
+    groups = np.repeat(np.arange(10), 3)
+    (row,) = pool_reliability(rewards, scores, groups, ["none"], draws=1, resamples=50)
+    assert row["within_group_spearman"] == pytest.approx(0.5)
+    for key in ("filtered_r2", "within_group_spearman", "noise_mse", "top1_correct"):
+        assert row[f"{key}_ci"] == pytest.approx((row[key], row[key])), key
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=400)
+    rows = pool_reliability(
+        scores + rng.normal(size=400),
+        scores,
+        np.arange(400) // 4,
+        ["br", "adaptive"],
+        resamples=200,
+    )
+    for row in rows:
+        low, high = row["filtered_r2_ci"]
+        assert low < row["filtered_r2"] < high
+    with pytest.raises(ValueError, match="'resamples' parameter of pool_reliability"):
+        pool_reliability(scores, scores, np.arange(400) // 4, ["none"], resamples=-1)
