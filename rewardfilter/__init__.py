@@ -18,6 +18,7 @@ Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters`
 (SB3, code generation) and ``rewardfilter.experiments``; none of it is imported here.
 """
 
+from rewardfilter.ensemble_rank import EnsembleRank
 from rewardfilter.filters import (
     ACCEPTED_SPECS,
     BestOfN,
@@ -78,6 +79,7 @@ __all__ = [
     "BestRandom",
     "BestWorst",
     "Compose",
+    "EnsembleRank",
     "FewKeptSamplesWarning",
     "Filter",
     "FilterR2",
