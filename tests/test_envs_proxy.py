@@ -117,3 +117,28 @@ def test_a_config_takes_it_and_checks_its_parameters_up_front():
     assert parse_config(config({"score": "uwo", "uwo_lambda": 0.5})).noise[0].model == "proxy"
     with pytest.raises(ConfigError, match="'expert' parameter of proxy noise"):
         parse_config(config({"expert": "/no/such/policy.zip"}))
+
+
+def test_ppo_trains_on_one_member_while_a_filter_ranks_by_uwo():
+    """End to end: proxy noise scored by a random member, BR ranking by UWO of all members."""
+    pytest.importorskip("stable_baselines3")
+    from rewardfilter.experiments.domains import control
+
+    run = {
+        "task": "rewardfilter/Pendulum-v1",
+        "noise": {"name": "p", "model": "proxy", "kwargs": {**SMALL, "score": "member"}},
+        "method": {"name": "BR (UWO)", "reward": "noisy", "group_size": 4, "filter": "uwo:0.5,br"},
+        "budget": {"steps": 800, "eval_every": 800, "eval_episodes": 1},
+        "seed": 0,
+        "hparams": {
+            "n_envs": 4,
+            "n_steps": 200,
+            "batch_size": 200,
+            "n_epochs": 1,
+            "env_kwargs": {"episode_level": True},
+        },
+    }
+    records = []
+    control.run_control(run, records.append)
+    assert records[-1]["kept_fraction"] == pytest.approx(0.5)  # BR keeps 2 of 4
+    assert records[-1]["ensemble_std"] > 0  # the members reached the buffer
