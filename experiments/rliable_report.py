@@ -219,6 +219,7 @@ def rliable_summary(
     resamples: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    pool_raw: bool = False,
 ) -> dict[str, Any]:
     """The statistics of the module docstring as plain data (what ``rliable.json`` holds).
 
@@ -227,7 +228,9 @@ def rliable_summary(
     ``all_columns[method]``, each with ``final``, ``auc``, ``normalised`` and
     ``improvement[baseline][axis]`` estimates (``value``, ``ci_low``,
     ``ci_high``, ``n_runs``; absent where it cannot be computed, e.g. a
-    baseline that never reached the method's positions on an axis).
+    baseline that never reached the method's positions on an axis). Over all
+    columns the raw ``final`` and ``auc`` are pooled only with ``pool_raw``
+    (columns on one scale, e.g. pass@1 per task family).
     """
     last = check_scalar(last, "last", "rliable_summary", "int", min_val=1)
     for a in (*axes, auc_axis):
@@ -268,7 +271,7 @@ def rliable_summary(
         out: dict[str, Any] = {"improvement": {}}
         for key, get in (("final", finals), ("auc", aucs)):
             mat, seeds = _matrix([get(col, m) for col in cols])
-            if seeds and len(cols) == 1:  # raw scores are not pooled across columns' scales
+            if seeds and (len(cols) == 1 or pool_raw):  # pooled only if columns share a scale
                 out[key] = _est(iqm_ci(mat, **kw), len(seeds))
         anchor = baselines[0] if baselines else None
         if (
@@ -308,6 +311,7 @@ def rliable_summary(
             "resamples": resamples,
             "level": level,
             "seed": seed,
+            "pool_raw": pool_raw,
         },
         "columns": columns,
         "methods": methods,
@@ -373,7 +377,11 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for col, blocks in summary["per_column"].items():
         table(col, blocks, raw=True)
     if summary["all_columns"]:
-        table(f"All {len(summary['columns'])} columns", summary["all_columns"], raw=False)
+        table(
+            f"All {len(summary['columns'])} columns",
+            summary["all_columns"],
+            raw=opt.get("pool_raw", False),
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -485,6 +493,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resamples", type=int, default=2000, help="Bootstrap resamples.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap.")
     parser.add_argument(
+        "--pool-raw",
+        action="store_true",
+        help="Also pool the raw final score and AUC over all columns (only when they share a "
+        "scale, e.g. pass@1 per task family).",
+    )
+    parser.add_argument(
         "--out",
         default=None,
         help="Folder for rliable.md / rliable.json (default: the run folder).",
@@ -504,6 +518,7 @@ def cmd_rliable(args: argparse.Namespace) -> int:
             auc_axis=args.auc_axis,
             resamples=args.resamples,
             seed=args.seed,
+            pool_raw=args.pool_raw,
         )
     except (FileNotFoundError, ValueError, ImportError) as exc:  # ImportError: no [report] extra
         print(f"error: {exc}", file=sys.stderr)

@@ -218,6 +218,25 @@ def test_cli_on_a_table_of_final_scores(tmp_path, capsys):
     assert summary["all_columns"]["BR"]["normalised"]["value"] == pytest.approx(3 / 7)
     md = (tmp_path / "o" / "rliable.md").read_text()
     assert "## All 2 columns" in md and "P(> PPO-M), gradient steps" in md
+    # pass@1 per family shares one scale: --pool-raw pools the raw IQM over the families
+    out = tmp_path / "p"
+    assert (
+        main(
+            [
+                str(table),
+                "--baseline",
+                "PPO-M",
+                "--resamples",
+                "20",
+                "--pool-raw",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    pooled = json.loads((out / "rliable.json").read_text())["all_columns"]["BR"]["final"]
+    assert pooled["value"] == pytest.approx(0.625) and pooled["n_runs"] == 3  # IQM of 0.5..0.75
     assert main([str(tmp_path / "missing.csv")]) == 2
     assert "No run folder or table" in capsys.readouterr().err
 
