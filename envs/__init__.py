@@ -11,9 +11,12 @@ Importing this package registers the tasks of :data:`TASKS` under the
 
 Noise models (``NOISE_MODELS``): ``none`` (the oracle), ``gaussian``,
 ``heteroscedastic`` (reliable at high, low or no rewards), ``confusion``
-(Wang, Liu & Li, AAAI 2020) and ``learned`` (an ensemble proxy reward model
-fitted on random-policy data, cached on disk). Every step's info carries
-``true_reward``; ``learned`` adds ``reward_ensemble``.
+(Wang, Liu & Li, AAAI 2020), ``confusion_surrogate`` (the same noise through
+their unbiased surrogate reward, :mod:`rewardfilter.envs.surrogate`), ``learned``
+(an ensemble proxy reward model fitted on random-policy data, cached on disk)
+and ``proxy`` (the same on random plus expert data, scored by the mean, one
+random member, UWO or WCO: :mod:`rewardfilter.envs.proxy`). Every step's info
+carries ``true_reward``; ``learned`` and ``proxy`` add ``reward_ensemble``.
 """
 
 from rewardfilter.extras import check_modules

@@ -134,8 +134,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_budget(c: _Checker, raw: Any, path: str, base: BudgetConfig | None) -> dict[str, Any]:
-    """Validate a (partial) budget mapping; return only the keys it gives."""
+def _check_budget(
+    c: _Checker, raw: Any, path: str, base: BudgetConfig | None, *, check_eval_every: bool = True
+) -> dict[str, Any]:
+    """Validate a (partial) budget mapping; return only the keys it gives.
+
+    ``check_eval_every=False`` leaves ``eval_every <= steps`` to the caller (a method's
+    budget is merged over each task's, see :func:`_check_method_budgets`).
+    """
     out: dict[str, Any] = {}
     if raw is None:
         return out
@@ -148,7 +154,7 @@ def _check_budget(c: _Checker, raw: Any, path: str, base: BudgetConfig | None) -
             if value is not None:
                 out[key] = value
     merged = {**dataclasses.asdict(base or BudgetConfig()), **out}
-    if merged["eval_every"] > merged["steps"] and "eval_every" in out:
+    if check_eval_every and merged["eval_every"] > merged["steps"] and "eval_every" in out:
         c.error(
             _join(path, "eval_every"),
             f"must be <= steps ({merged['steps']}); got {merged['eval_every']}.",
@@ -207,11 +213,36 @@ def _check_method(c: _Checker, raw: Any, path: str, default_n: int) -> MethodCon
             c.error(_join(path, "group_size"), str(exc))
     hparams = c.dict_of_any(raw.get("hparams"), _join(path, "hparams"))
     only = _noise_names(c, raw.get("noise", []), _join(path, "noise"))
+    budget = _check_budget(
+        c, raw.get("budget"), _join(path, "budget"), None, check_eval_every=False
+    )
     if len(c.errors) > n_errors:
         return None
     return MethodConfig(
-        name=name, reward=reward, group_size=n, filter=filt.spec, hparams=hparams, noise=tuple(only)
+        name=name,
+        reward=reward,
+        group_size=n,
+        filter=filt.spec,
+        hparams=hparams,
+        noise=tuple(only),
+        budget=budget,
     )
+
+
+def _check_method_budgets(c, budget, tasks, methods, indices) -> None:
+    """``eval_every <= steps`` for every method's budget merged over every task's."""
+    for i, m in zip(indices, methods, strict=True):
+        if not m.budget:
+            continue
+        for task in tasks:
+            merged = {**dataclasses.asdict(budget), **task.budget, **m.budget}
+            if merged["eval_every"] > merged["steps"]:
+                c.error(
+                    f"methods[{i}].budget",
+                    f"eval_every ({merged['eval_every']}) must be <= steps ({merged['steps']}) "
+                    f"on task {task.label!r}; give both, e.g. {{steps: {merged['eval_every'] * 10}, "
+                    f"eval_every: {merged['eval_every']}}}.",
+                )
 
 
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
@@ -327,6 +358,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
             methods.append(method)
             indices.append(i)
     _check_unique(c, [m.name for m in methods], "methods", "name")
+    _check_method_budgets(c, budget, tasks, methods, indices)
     noise_names = {nz.name for nz in noises}
     restricted = [(f"methods[{i}]", m) for i, m in zip(indices, methods, strict=True)]
     restricted += [(f"tasks[{i}]", t) for i, t in enumerate(tasks)]

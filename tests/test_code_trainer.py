@@ -477,6 +477,44 @@ def test_code_domain_runs_logs_and_resumes(saved_model, tmp_path):
     assert [r["step"] for r in more] == [0, 1, 2, 3]
 
 
+def test_code_domain_evaluates_sampled_and_unseen_families(saved_model, tmp_path):
+    from rewardfilter.adapters.code import FAMILIES
+    from rewardfilter.experiments.domains.code import run_code
+
+    run = code_run(saved_model, tmp_path, steps=1)
+    run["hparams"].update(eval_sampled=5, eval_families=FAMILIES[2], temperature=1.0, top_p=0.9)
+    logged = []
+    final = run_code(run, logged.append)
+    for rec in logged:  # the start and the end: greedy, sampled at the training settings, unseen
+        for key in ("true_return", "sampled_pass@1", "sampled_pass@5", "unseen_pass@1"):
+            assert 0.0 <= rec[key] <= 1.0, key
+    assert logged[1]["response_len"] > 0 and "response_len" not in logged[0]
+    for key in ("sampled_pass@1", "sampled_pass@5", "unseen_pass@1"):
+        assert final[f"start_{key}"] == logged[0][key]
+    # without the options the records hold none of those keys
+    plain = []
+    run_code(code_run(saved_model, tmp_path / "plain", steps=1), plain.append)
+    assert not {"sampled_pass@1", "unseen_pass@1"} & set(plain[-1])
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [("eval_sampled", -1, "eval_sampled"), ("eval_sampled", 2.5, "eval_sampled")],
+)
+def test_code_domain_rejects_bad_eval_options(saved_model, tmp_path, key, value, match):
+    from rewardfilter.adapters.code import FAMILIES
+    from rewardfilter.experiments.domains.code import run_code
+
+    run = code_run(saved_model, tmp_path)
+    run["hparams"][key] = value
+    with pytest.raises(ValueError, match=match):
+        run_code(run, print)
+    run = code_run(saved_model, tmp_path)
+    run["hparams"]["eval_families"] = f"{FAMILIES[0]}, {FAMILIES[3]}"  # FAMILIES[0] is trained
+    with pytest.raises(ValueError, match="eval_families.*" + FAMILIES[0]):
+        run_code(run, print)
+
+
 def test_code_domain_rejects_bad_runs_before_work(saved_model, tmp_path):
     from rewardfilter.experiments.domains.code import run_code
 

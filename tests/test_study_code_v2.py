@@ -95,3 +95,51 @@ def test_study_configs_have_the_planned_run_counts():
         "code_v2_primary": 45,
         "code_v2_secondary": 30,
     }
+
+
+# ---------------------------------------------------------------------------
+# the calibration table (rewardfilter.experiments.code_calibration)
+# ---------------------------------------------------------------------------
+def _fake_run(folder: Path, name: str, lens: list[float], kls: list[float], greedy: list[float]):
+    import json
+
+    run_dir = folder / "runs" / name
+    (run_dir / "scratch").mkdir(parents=True)
+    run = {"run_id": name, "method": {"name": name}, "task": "curriculum", "seed": 0}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    evals = [
+        {"step": 10 * i, "true_return": g, "sampled_pass@1": g / 2} for i, g in enumerate(greedy)
+    ]
+    (run_dir / "records.jsonl").write_text("\n".join(json.dumps(r) for r in evals) + "\n")
+    log = [
+        {"iteration": i + 1, "response_len": n, "kl": k, "true_pass_rate": 0.1 * i}
+        for i, (n, k) in enumerate(zip(lens, kls, strict=True))
+    ]
+    (run_dir / "scratch" / "train_log.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in log) + "\n"
+    )
+    (run_dir / "final.json").write_text(json.dumps({"step": 10 * (len(greedy) - 1), "wall_s": 9}))
+
+
+def test_calibration_table_reads_runs_and_flags_collapse(tmp_path):
+    from rewardfilter.experiments.code_calibration import markdown, sweep_rows
+
+    _fake_run(tmp_path, "a-fine", [20] * 10, [1.0] * 10, [0.2, 0.3, 0.25])
+    _fake_run(tmp_path, "b-short", [20] * 5 + [9] * 5, [1.0] * 10, [0.2, 0.1])
+    _fake_run(tmp_path, "c-far", [20] * 10, [1.0] * 5 + [25.0] * 5, [0.2, 0.1])
+    (tmp_path / "runs" / "d-unfinished").mkdir()
+    rows = sweep_rows(tmp_path)
+    assert [r["method"] for r in rows] == ["a-fine", "b-short", "c-far"]
+    fine = rows[0]
+    assert (fine["greedy start"], fine["greedy end"], fine["greedy peak"]) == (0.2, 0.25, 0.3)
+    assert fine["sampled end"] == 0.125 and fine["iters"] == 20
+    assert fine["train pass first"] == pytest.approx(0.2) and fine[
+        "train pass last"
+    ] == pytest.approx(0.7)
+    assert [r["collapsed"] for r in rows] == [False, True, True]
+    table = markdown(rows)
+    assert (
+        table.count("\n") == 4 and "| a-fine | 20 | 0.200 | 0.250 | 0.300 | 0.100 | 0.125" in table
+    )
+    with pytest.raises(FileNotFoundError, match="no runs/ folder"):
+        sweep_rows(tmp_path / "nope")

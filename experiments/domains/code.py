@@ -25,6 +25,13 @@ directory, e.g. from ``rewardfilter code build-tiny``), ``reward_model``,
 sets), ``eval_temperature`` (0: greedy pass@1) and ``eval_samples``, and any
 :class:`~rewardfilter.adapters.code.trainer.PFPPOConfig` field
 (``prompts_per_iteration``, ``policy_lr``, ``max_new_tokens``, ...).
+Two more evaluations ride along at every evaluation point when asked:
+``eval_sampled`` (n > 0) samples n responses per held-out task at the
+*training* ``temperature`` and ``top_p`` (records ``sampled_pass@1`` and,
+for n >= 5, ``sampled_pass@5``), and ``eval_families`` (families PPO does
+not train on, a list or comma-separated string) records their held-out
+greedy pass@1 as ``unseen_pass@1``. Training windows also record
+``response_len`` (mean tokens per sampled response).
 
 Resume: the trainer checkpoints into ``out_dir`` at every evaluation and
 the evaluation records are kept in ``out_dir/evals.jsonl``; a resumed run
@@ -50,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "eval_temperature": 0.0,
     "eval_samples": 1,
     "eval_timeout": 3.0,
+    "eval_sampled": 0,
+    "eval_families": None,
     # trainer settings suited to a few-million-parameter model on CPU
     "prompts_per_iteration": 8,
     "max_new_tokens": 64,
@@ -79,6 +88,23 @@ def _tasks(task_id: str, hp: dict[str, Any]) -> tuple[list, list]:
     train = make_curriculum("train", int(hp["train_per_family"]), seed=seed, families=families)
     held = make_curriculum("heldout", int(hp["heldout_per_family"]), seed=seed, families=families)
     return train, held
+
+
+def _unseen_tasks(hp: dict[str, Any], trained: str) -> list:
+    """Held-out tasks of ``eval_families`` (families PPO does not train on); [] when none."""
+    fams = hp["eval_families"] or []
+    if isinstance(fams, str):
+        fams = [f.strip() for f in fams.split(",") if f.strip()]
+    if not fams:
+        return []
+    _, held = _tasks("curriculum:" + ",".join(fams), hp)
+    overlap = sorted(set(fams) & {t.task_id.split("/")[1] for t in _tasks(trained, hp)[0]})
+    if overlap:
+        raise ValueError(
+            f"The 'eval_families' hyper-parameter of the code domain must name families PPO does "
+            f"not train on; got trained families {overlap}."
+        )
+    return held
 
 
 def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -111,6 +137,12 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
     if rm_path and not Path(rm_path).exists():
         raise FileNotFoundError(f"The reward model path {str(rm_path)!r} does not exist.")
     train_tasks, held_tasks = _tasks(run["task"], hp)
+    unseen_tasks = _unseen_tasks(hp, run["task"])
+    n_sampled = hp["eval_sampled"]
+    if isinstance(n_sampled, bool) or not isinstance(n_sampled, int) or n_sampled < 0:
+        raise ValueError(
+            f"The 'eval_sampled' hyper-parameter of the code domain must be an int >= 0; got {n_sampled!r}."
+        )
     held_tasks = held_tasks[: max(1, int(budget.get("eval_episodes", len(held_tasks))))]
     steps, eval_every = int(budget["steps"]), max(1, int(budget["eval_every"]))
     set_here = {"samples_per_prompt", "filter", "iterations", "seed", "checkpoint_dir"}
@@ -155,11 +187,37 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
             samples = report["samples"]
             prompts = [by_id[i] for i in samples["task_id"]]
             noisy = float(ensemble.score(prompts, samples["completion"]).mean())
-        return {
+        out = {
             "true_return": report["pass@1"],
             "noisy_return": noisy,
             "mean_test_fraction": report["mean_test_fraction"],
         }
+        if n_sampled:
+            ks = [1, 5] if n_sampled >= 5 else [1]
+            sampled = evaluate(
+                trainer.policy,
+                held_tasks,
+                n_samples=n_sampled,
+                k=ks,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                max_new_tokens=cfg.max_new_tokens,
+                tokenizer=trainer.tokenizer,
+                seed=int(run["seed"]),
+                timeout=float(hp["eval_timeout"]),
+            )
+            out.update({f"sampled_pass@{k}": sampled[f"pass@{k}"] for k in ks})
+        if unseen_tasks:
+            unseen = evaluate(
+                trainer.policy,
+                unseen_tasks,
+                max_new_tokens=cfg.max_new_tokens,
+                tokenizer=trainer.tokenizer,
+                seed=int(run["seed"]),
+                timeout=float(hp["eval_timeout"]),
+            )
+            out["unseen_pass@1"] = unseen["pass@1"]
+        return out
 
     # ---- resume or start ------------------------------------------------------
     evals_path = out / "evals.jsonl"
@@ -200,6 +258,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
                 "train_reward": _mean([w["reward_mean"] for w in window]),
                 "train_pass_rate": _mean([w["true_pass_rate"] for w in window]),
                 "kl": _mean([w["kl"] for w in window]),
+                "response_len": _mean([w["response_len"] for w in window]),
                 "tokens_per_s": _mean([w["tokens_per_s"] for w in window]),
                 **evaluation(),
             }
@@ -211,7 +270,9 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
             trainer.save_checkpoint(cfg.checkpoint_dir)
             log(rec)
     final = dict(records[-1])
-    final["start_true_return"] = records[0]["true_return"]
+    for key in ("true_return", "sampled_pass@1", "sampled_pass@5", "unseen_pass@1"):
+        if key in records[0]:
+            final[f"start_{key}"] = records[0][key]
     return final
 
 

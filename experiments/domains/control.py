@@ -19,9 +19,12 @@ The logged ``filtered_r2`` is pooled over the finished episodes of every
 rollout since the previous evaluation (see :func:`pooled_r2`); ``adaptive``
 is refitted on the last ``hparams.adaptive_window`` rollouts (default 8).
 
-Every method sees the same number of environment steps; filters train on
-fewer of them, which ``samples_used`` (cumulative kept transitions) records so
-the report can also compare at equal numbers of gradient samples.
+Every method sees the same number of environment steps unless it has a budget
+of its own (``methods[].budget``: e.g. a filter that samples N = 8 on 4x the
+envs and keeps 2 runs 4x the steps of PPO-M at N = 2, so both make as many
+updates on as many kept samples); filters train on fewer of them, which
+``samples_used`` (cumulative kept transitions) records so the report can also
+compare at equal numbers of gradient samples.
 
 Hyperparameters (``run["hparams"]``): ``n_envs`` (default 8), ``env_kwargs``
 (extra ``gymnasium.make`` arguments, e.g. ``episode_level``), ``policy`` (default
