@@ -217,13 +217,8 @@ def apply_lora(
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("LoRA needs peft: pip install 'rewardfilter[code]'") from exc
-    cfg = LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        task_type=task_type,
-    )
+    scaling = {"lora_alpha": alpha, "lora_dropout": dropout}
+    cfg = LoraConfig(r=r, target_modules=target_modules, task_type=task_type, **scaling)
     return get_peft_model(model, cfg)
 
 
@@ -368,6 +363,8 @@ class ScalarHeadModel(nn.Module):
         last = torch.where(attention_mask.bool(), pos, torch.full_like(pos, -1)).max(dim=1).values
         return values.gather(1, last.clamp_min(0).unsqueeze(1)).squeeze(1)
 
+    # from_causal_lm and from_pretrained deliberately share their signature (a path, where
+    # and in which dtype to load it): a new head on a causal LM, or a saved scalar-head model.
     @classmethod
     def from_causal_lm(
         cls,
@@ -404,6 +401,7 @@ class ScalarHeadModel(nn.Module):
         model.head.load_state_dict(other.head.state_dict())
         return model.to(other.device)
 
+    # The same signature as from_causal_lm, deliberately (see there).
     @classmethod
     def from_pretrained(
         cls,

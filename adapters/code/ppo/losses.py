@@ -191,6 +191,9 @@ def gae(
     return advantages, returns
 
 
+# policy_loss and value_loss deliberately take the same arguments in the same order (the
+# new and old estimates, the target, the mask, the clip, weights, aggregation, normaliser):
+# the update calls them side by side.
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -221,6 +224,7 @@ def policy_loss(
     return loss, stats
 
 
+# The same argument list as policy_loss, deliberately (see there).
 def value_loss(
     values: torch.Tensor,
     old_values: torch.Tensor,
