@@ -25,10 +25,24 @@ from torch import nn
 
 from .device import select_device, select_dtype
 
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last masked-in token of each row (``-1`` for an empty row).
+
+    Where a response's sequence-level reward is credited (its EOS, or its last
+    token before truncation) and where a scalar-head model is read; left or
+    right padding alike.
+    """
+    m = mask.to(torch.long)
+    positions = torch.arange(m.shape[-1], device=m.device).expand_as(m)
+    return torch.where(m.bool(), positions, torch.full_like(positions, -1)).max(dim=-1).values
+
+
 __all__ = [
     "ScalarHeadModel",
     "ValueModel",
     "apply_lora",
+    "last_token_index",
     "check_causal_lm_path",
     "disable_dropout",
     "is_lora",
@@ -358,9 +372,7 @@ class ScalarHeadModel(nn.Module):
         rightmost position where ``attention_mask`` is 1.
         """
         values = self(input_ids, attention_mask)
-        T = attention_mask.shape[1]
-        pos = torch.arange(T, device=attention_mask.device).expand_as(attention_mask)
-        last = torch.where(attention_mask.bool(), pos, torch.full_like(pos, -1)).max(dim=1).values
+        last = last_token_index(attention_mask)
         return values.gather(1, last.clamp_min(0).unsqueeze(1)).squeeze(1)
 
     # from_causal_lm and from_pretrained deliberately share their signature (a path, where

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..models import last_token_index  # one copy, shared with the scalar-head models
+
 __all__ = [
     "aggregate",
     "approx_kl",
@@ -114,17 +116,6 @@ def masked_whiten(
     if not shift_mean:
         out = out + mean
     return out * m
-
-
-def last_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last masked-in token of each row (``-1`` for an empty row).
-
-    The sequence-level reward of a response is credited at its last real
-    token (the EOS, or the last token before truncation).
-    """
-    m = mask.to(torch.long)
-    positions = torch.arange(m.shape[-1], device=m.device).expand_as(m)
-    return torch.where(m.bool(), positions, torch.full_like(positions, -1)).max(dim=-1).values
 
 
 def kl_penalised_rewards(
