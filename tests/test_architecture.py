@@ -219,3 +219,14 @@ def test_the_import_reader_resolves_relative_and_private_imports():
     tree = ast.parse("from .. import losses\nfrom rewardfilter import _validation\nimport a.b\n")
     found = [t for _, t in imported_modules(tree, "rewardfilter.adapters.code.ppo.trainer", False)]
     assert found == ["rewardfilter.adapters.code.losses", "rewardfilter._validation", "a.b"]
+
+
+def test_the_readme_layout_names_every_source_file():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in source_files()
+        if p.name != "__init__.py" and p.name not in layout
+    ]
+    assert not missing, f"not in the README's Layout section: {missing}"
