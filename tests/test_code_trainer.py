@@ -467,6 +467,8 @@ def test_code_domain_runs_logs_and_resumes(saved_model, tmp_path):
     assert all(key in r for r in logged for key in RECORD_KEYS)
     assert 0.0 <= final["true_return"] <= 1.0 and final["step"] == 2
     assert final["kept_fraction"] == pytest.approx(2 / 3)
+    # 6 samples, minibatches of 8, 1 epoch: one optimiser step per iteration
+    assert [r["gradient_steps"] for r in logged] == [0, 1, 2]
     # a finished run started again trains no more and logs its records again
     again = []
     run_code(code_run(saved_model, tmp_path), again.append)
@@ -475,6 +477,7 @@ def test_code_domain_runs_logs_and_resumes(saved_model, tmp_path):
     more = []
     run_code(code_run(saved_model, tmp_path, steps=3), more.append)
     assert [r["step"] for r in more] == [0, 1, 2, 3]
+    assert more[-1]["gradient_steps"] == 3  # the count survives the checkpoint
 
 
 def test_code_domain_evaluates_sampled_and_unseen_families(saved_model, tmp_path):

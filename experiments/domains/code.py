@@ -17,7 +17,9 @@ evaluation completions, which is the record's ``noisy_return``.
 
 Task ids: ``curriculum`` (every family) or ``curriculum:fam1,fam2``.
 Budget: ``steps`` counts PPO iterations, ``eval_episodes`` held-out prompts
-per evaluation (capped by the held-out set).
+per evaluation (capped by the held-out set). Every evaluation record carries
+the x axes ``step`` (iterations), ``samples_used`` and ``gradient_steps``
+(the policy's optimiser steps so far).
 
 Hyper-parameters (``hparams``): ``model`` (required: the SFT policy's
 directory, e.g. from ``rewardfilter code build-tiny``), ``reward_model``,
@@ -236,6 +238,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
         rec = {
             "step": 0,
             "samples_used": 0,
+            "gradient_steps": 0,
             "kept_fraction": math.nan,
             "filtered_r2": math.nan,
             **evaluation(),
@@ -253,6 +256,7 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
             rec = {
                 "step": trainer.iteration,
                 "samples_used": trainer.samples_used,
+                "gradient_steps": trainer.gradient_steps,
                 "kept_fraction": _mean([w["kept_fraction"] for w in window]),
                 "filtered_r2": _mean(r2s),
                 "train_reward": _mean([w["reward_mean"] for w in window]),

@@ -155,6 +155,7 @@ def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dic
         "samples": now.n_samples,
         "samples_generated": self.samples_generated,
         "samples_used": self.samples_used,
+        "gradient_steps": self.gradient_steps,
         "reward_mean": now.reward_mean,
         "reward_kept_mean": now.kept_reward_mean,
         "true_score_mean": now.score_mean,

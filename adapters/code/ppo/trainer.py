@@ -199,6 +199,7 @@ class PFPPOTrainer:
         self.rng = np.random.default_rng([config.seed, self.dist.rank])  # this process's draws
         torch.manual_seed(config.seed + self.dist.rank)
         self.iteration = self.samples_generated = self.samples_used = 0
+        self.gradient_steps = 0  # the policy's optimiser steps so far (every process takes as many)
         self._order = self.order_rng.permutation(len(tasks))
         self._cursor = 0
         self.normaliser = RewardNormaliser(config.reward_norm, config.reward_clip, reward)
