@@ -1,6 +1,7 @@
 """Criteria C1 and C2 of experiments/study/PLAN_control_v2.md (section 3) from a finished calibration sweep.
 
     python -m rewardfilter.experiments.calibration_check experiments/results/control_v2/calibration-runs
+    python -m rewardfilter.experiments.calibration_check DIR OTHER_DIR ...
 
 Per noise column: the oracle's, PPO-M's and the untrained policy's true return
 (final = mean of the last 3 evaluations, then mean over seeds), C1 =
@@ -10,7 +11,9 @@ other method's final true return per column (the tuning sweep, the ranking
 ceiling). A screen of trainer settings may hold several oracle methods (runs with
 ``reward: true`` under different names): each gets its own line (final true
 return and gain over the untrained policy), and C1 uses the one named ``oracle``
-(else the first by name). Prints Markdown; writes it to DIR/calibration.md.
+(else the first by name). Runs of further folders join the first's (e.g. the
+oracle anchor of an earlier sweep with the same trainer and seeds). Prints
+Markdown; writes it to DIR/calibration.md (the first folder).
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ def _runs(folder: Path):
 
 
 def main(argv: list[str]) -> int:
-    folder = Path(argv[0])
+    folders = [Path(a) for a in argv]
+    folder = folders[0]
     final = defaultdict(list)  # (noise, method) -> per-seed final true return
     start = defaultdict(list)
     top1 = defaultdict(list)
     oracle = defaultdict(list)  # oracle method name -> per-seed final true return
     oracle_start = defaultdict(list)
-    for run, recs in _runs(folder):
+    for run, recs in (r for f in folders for r in _runs(f)):
         noise, method = run["noise"]["name"], run["method"]["name"]
         value = float(np.mean([r["true_return"] for r in recs[-3:]]))
         if run["method"]["reward"] == "true":
@@ -55,7 +59,9 @@ def main(argv: list[str]) -> int:
             half = recs[len(recs) // 2 :]
             top1[noise].append(float(np.nanmean([r.get("top1_correct", np.nan) for r in half])))
     if not oracle:
-        raise ValueError(f"No finished oracle run (reward: true) in {folder}/runs.")
+        raise ValueError(
+            f"No finished oracle run (reward: true) in {', '.join(f'{f}/runs' for f in folders)}."
+        )
     chosen = "oracle" if "oracle" in oracle else sorted(oracle)[0]
     o = float(np.mean(oracle[chosen]))
     lines = [

@@ -37,6 +37,7 @@ __all__ = [
     "GaussianNoiseConfig",
     "HeteroscedasticNoise",
     "HeteroscedasticNoiseConfig",
+    "NUMPY_NOISE_MODELS",
     "NoNoise",
     "NoNoiseConfig",
     "NoiseModel",

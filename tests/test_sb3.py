@@ -447,7 +447,8 @@ def test_pooled_r2_counts_every_rollout_of_the_window():
     weights = (rng.random((3, 8)) < 0.5).astype(float)
     weights[:, 0] = 1.0
     episodes = [
-        {"noisy": n, "true": t, "weights": w} for n, t, w in zip(noisy, true, weights, strict=True)
+        {"noisy": n, "true": t, "weights": w, "groups": np.arange(8) // 4 + 2 * i}
+        for i, (n, t, w) in enumerate(zip(noisy, true, weights, strict=True))
     ]
     filtered, everything = pooled_r2(episodes)
     kept = weights.ravel() > 0
@@ -455,7 +456,10 @@ def test_pooled_r2_counts_every_rollout_of_the_window():
     assert everything == pytest.approx(rf.r2(noisy.ravel(), true.ravel()))
     # two kept episodes alone give R² = 1 by construction: the reason to pool
     assert (
-        pooled_r2([{"noisy": noisy[0, :2], "true": true[0, :2], "weights": np.ones(2)}])[0] == 1.0
+        pooled_r2(
+            [{"noisy": noisy[0, :2], "true": true[0, :2], "weights": np.ones(2), "groups": [0, 0]}]
+        )[0]
+        == 1.0
     )
     assert all(np.isnan(pooled_r2([])))
 

@@ -47,3 +47,13 @@ def test_no_oracle_run_is_a_clear_error(tmp_path):
     _run(tmp_path, "PPO-M", "noisy", [-30, -25, -25, -25], [0.1, 0.2, 0.5, 0.9])
     with pytest.raises(ValueError, match="No finished oracle run"):
         calibration_check.main([str(tmp_path)])
+
+
+def test_runs_of_further_folders_join_the_first(tmp_path):
+    # the oracle anchor comes from an earlier sweep; the table is written to the first folder
+    first, earlier = tmp_path / "new", tmp_path / "old"
+    _run(first, "PPO-M", "noisy", [-30, -25, -25, -25], [0.1, 0.2, 0.5, 0.9])
+    _run(earlier, "oracle", "true", [-30, -10, -10, -10], [0, 0, 0, 0])
+    assert calibration_check.main([str(first), str(earlier)]) == 0
+    text = (first / "calibration.md").read_text()
+    assert "| hetero-20 | -40.00 | -25.00 | 0.50 pass | 0.70 pass | 1 |" in text

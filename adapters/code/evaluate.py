@@ -158,18 +158,17 @@ def evaluate(
         )
 
     t0 = time.perf_counter()
+    decoding = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
     samples, results = sampling.sample_and_score(
         model,
         tokenizer,
         tasks,
         n=n_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
         timeout=timeout,
         progress=progress,
+        **decoding,
     )
     row_tasks = [tasks[g] for g in samples.group]
     passed = np.array([r.passed for r in results], dtype=bool)

@@ -9,7 +9,6 @@ iterations, both for the logged filtered R² and for fitting ``adaptive``
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 import rewardfilter as rf
+from rewardfilter.io import append_jsonl
 
 __all__ = ["RewardNormaliser", "Window", "finite_or_none", "iteration_record"]
 
@@ -182,5 +182,4 @@ def write_log(self, record: dict) -> None:
     self.history.append(record)
     if self.log_path is not None and self.dist.is_main:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_jsonl(self.log_path, record)

@@ -8,7 +8,6 @@ pairs the Bradley-Terry loss trains on.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rewardfilter.io import read_jsonl, write_jsonl
 
 __all__ = ["RewardData", "collect_reward_data", "make_pairs"]
 
@@ -71,25 +72,24 @@ class RewardData:
     def save_jsonl(self, path: str | os.PathLike) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "w", encoding="utf-8") as fh:
-            for i in range(len(self)):
-                fh.write(
-                    json.dumps(
-                        {
-                            "task_id": self.task_ids[i],
-                            "prompt": self.prompts[i],
-                            "completion": self.completions[i],
-                            "score": float(self.scores[i]),
-                            "passed": bool(self.passed[i]),
-                        }
-                    )
-                    + "\n"
-                )
+        write_jsonl(
+            p,
+            (
+                {
+                    "task_id": self.task_ids[i],
+                    "prompt": self.prompts[i],
+                    "completion": self.completions[i],
+                    "score": float(self.scores[i]),
+                    "passed": bool(self.passed[i]),
+                }
+                for i in range(len(self))
+            ),
+        )
         return p
 
     @classmethod
     def load_jsonl(cls, path: str | os.PathLike) -> RewardData:
-        rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+        rows = read_jsonl(path, missing_ok=False)
         return cls(
             [r["task_id"] for r in rows],
             [r["prompt"] for r in rows],
