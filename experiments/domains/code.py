@@ -226,15 +226,44 @@ def evaluate_policy(
     return out
 
 
-def start_records(evals_path: Path, resumed_step: int | None) -> list[dict[str, Any]]:
-    """The evaluation records a (re)started run keeps: those up to its checkpoint's step."""
+def start_records(
+    out: Path,
+    resumed_step: int | None,
+    log: Callable[[dict[str, Any]], None],
+    evaluation: Callable[[], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The evaluation records a (re)started run begins with, logged again.
+
+    Those in ``out/evals.jsonl`` up to the checkpoint's step (a record past it,
+    or a torn last line, is dropped); a run with none starts with the step-0
+    record of the start policy.
+    """
+    path = out / "evals.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
-    if resumed_step is not None and evals_path.is_file():
-        # a torn last line (killed while appending) is past the checkpoint: skip it
-        records = read_jsonl(evals_path, errors="skip")
+    if resumed_step is not None and path.is_file():
+        records = read_jsonl(path, errors="skip")
         records = [r for r in records if r["step"] <= resumed_step]
-    write_jsonl(evals_path, records)
+    write_jsonl(path, records)
+    for rec in records:  # the runner dropped them with the interruption: log them again
+        log(rec)
+    if not records:  # the starting point: the SFT policy's pass@1
+        zero = {"step": 0, "samples_used": 0, "gradient_steps": 0, "kept_fraction": math.nan}
+        add_record(records, out, {**zero, "filtered_r2": math.nan, **evaluation()}, log)
     return records
+
+
+def add_record(
+    records: list[dict[str, Any]],
+    out: Path,
+    rec: dict[str, Any],
+    log: Callable[[dict[str, Any]], None],
+) -> None:
+    """Keep, append to ``out/evals.jsonl`` (before the checkpoint: a record past it is dropped on
+    resume) and log one evaluation record."""
+    records.append(rec)
+    append_jsonl(out / "evals.jsonl", rec)
+    log(rec)
 
 
 def final_record(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -294,27 +323,11 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
         )
 
     # ---- resume or start ------------------------------------------------------
-    evals_path = out / "evals.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
     resumed = None
     if (Path(cfg.checkpoint_dir) / "state.pt").is_file():
         trainer.load_checkpoint(cfg.checkpoint_dir)
         resumed = trainer.iteration
-    records = start_records(evals_path, resumed)
-    for rec in records:  # the runner dropped them with the interruption: log them again
-        log(rec)
-    if not records:  # the starting point: the SFT policy's pass@1
-        rec = {
-            "step": 0,
-            "samples_used": 0,
-            "gradient_steps": 0,
-            "kept_fraction": math.nan,
-            "filtered_r2": math.nan,
-            **evaluation(),
-        }
-        records.append(rec)
-        append_jsonl(evals_path, rec)
-        log(rec)
+    records = start_records(out, resumed, log, evaluation)
 
     # ---- train ------------------------------------------------------------------
     window: list[dict[str, Any]] = []
@@ -336,12 +349,8 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
                 **evaluation(),
             }
             window = []
-            records.append(rec)
-            append_jsonl(
-                evals_path, rec
-            )  # before the checkpoint: a record past it is dropped on resume
+            add_record(records, out, rec, log)
             trainer.save_checkpoint(cfg.checkpoint_dir)
-            log(rec)
     return final_record(records)
 
 

@@ -41,8 +41,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rewardfilter.io import append_jsonl
-
 #: the domain's hyper-parameters that PF-GRPO reads, and the PFGRPOConfig field each sets
 _MAPPED = {
     "policy_lr": "learning_rate",
@@ -140,7 +138,7 @@ def run_code_grpo(
     from rewardfilter.adapters.code.sampling import truncate_at_stop
     from rewardfilter.adapters.trl import PFGRPOTrainer
 
-    from .code import evaluate_policy, final_record, start_records
+    from .code import add_record, evaluate_policy, final_record, start_records
 
     problems = check_grpo_options(setup["hp"].get("grpo"))
     if problems:
@@ -186,21 +184,10 @@ def run_code_grpo(
             max_new_tokens=config.max_completion_length,
         )
 
-    evals_path = out / "evals.jsonl"
-    out.mkdir(parents=True, exist_ok=True)
     last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
     resumed = int(Path(last).name.split("-")[-1]) if last else None
-    records = start_records(evals_path, resumed)
-    for rec in records:  # the runner dropped them with the interruption: log them again
-        log(rec)
-    state = {"samples_used": records[-1]["samples_used"] if records else 0}
-    if not records:
-        rec = {"step": 0, "samples_used": 0, "gradient_steps": 0, "kept_fraction": math.nan}
-        rec.update(filtered_r2=math.nan, **evaluation())
-        records.append(rec)
-        append_jsonl(evals_path, rec)
-        log(rec)
-
+    records = start_records(out, resumed, log, evaluation)
+    state = {"samples_used": records[-1]["samples_used"]}
     window: list[dict[str, Any]] = []
 
     class Evaluate(transformers.TrainerCallback):
@@ -229,9 +216,7 @@ def run_code_grpo(
             }
             window.clear()
             unit_tests.passed = []
-            records.append(rec)
-            append_jsonl(evals_path, rec)  # before the checkpoint: a record past it is dropped
-            log(rec)
+            add_record(records, out, rec, log)  # before TRL's checkpoint of this step
             return control
 
     if resumed is None or resumed < setup["steps"]:
