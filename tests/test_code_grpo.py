@@ -34,6 +34,7 @@ def grpo_run(model, out, *, steps=2, filter="br", noise="none", rm=None, grpo=No
         "train_per_family": 2,
         "heldout_per_family": 1,
         "prompts_per_iteration": 2,
+        "minibatch_size": 3,  # 6 completions per iteration: 2 optimiser steps, as PF-PPO would take
         "max_new_tokens": 6,
         "device": "cpu",
         "trainer": "pfgrpo",
@@ -63,8 +64,8 @@ def test_pfgrpo_runs_logs_the_ppo_records_and_resumes(micro, tmp_path):
     final = run_code(grpo_run(micro, tmp_path), logged.append)
     assert [r["step"] for r in logged] == [0, 1, 2]
     assert all(key in r for r in logged for key in RECORD_KEYS)
-    # BR keeps 2 of each prompt's 3 completions; one optimiser step per iteration
-    assert [r["gradient_steps"] for r in logged] == [0, 1, 2]
+    # BR keeps 2 of each prompt's 3 completions; 6 completions in minibatches of 3
+    assert [r["gradient_steps"] for r in logged] == [0, 2, 4]
     assert [r["samples_used"] for r in logged] == [0, 4, 8]
     assert final["kept_fraction"] == pytest.approx(2 / 3)
     assert (
@@ -84,6 +85,22 @@ def test_pfgrpo_runs_logs_the_ppo_records_and_resumes(micro, tmp_path):
     more = []
     run_code(grpo_run(micro, tmp_path, steps=3), more.append)
     assert [r["step"] for r in more] == [0, 1, 2, 3] and more[-1]["samples_used"] == 12
+    assert more[-1]["gradient_steps"] == 6
+
+
+def test_pfgrpo_takes_ppo_epochs_passes_and_needs_whole_minibatches(micro, tmp_path):
+    from rewardfilter.experiments.domains.code import run_code
+
+    run = grpo_run(micro, tmp_path, steps=1)
+    run["hparams"]["ppo_epochs"] = 2
+    logged = []
+    run_code(run, logged.append)
+    assert [r["gradient_steps"] for r in logged] == [0, 4]  # 2 epochs x 2 minibatches
+    assert logged[-1]["samples_used"] == 4  # kept completions, each counted once
+    run = grpo_run(micro, tmp_path / "bad", steps=1)
+    run["hparams"]["minibatch_size"] = 4
+    with pytest.raises(ValueError, match="'minibatch_size'.*divide.*6.*got 4"):
+        run_code(run, print)
 
 
 def test_pfgrpo_trains_on_the_reward_model_ensemble(micro, tmp_path):

@@ -12,21 +12,24 @@ What maps to what:
   ``uncertainty:Q`` sees their spread); the oracle (``reward: true`` or noise
   ``none``): the unit tests' score. The unit tests (the sandbox) are always the
   ``true_score_func`` (logged, and what ``adaptive`` is fitted on; never in the loss);
-* N (the method's ``group_size``) -> ``num_generations``; ``prompts_per_iteration``
-  x N -> ``per_device_train_batch_size`` (one generation batch, one optimiser step
-  per iteration); ``steps`` -> ``max_steps``; ``policy_lr`` -> ``learning_rate``;
+* N (the method's ``group_size``) -> ``num_generations``; one iteration is one
+  generation batch of ``prompts_per_iteration`` x N completions, split into
+  minibatches of ``minibatch_size`` (``per_device_train_batch_size``, with
+  ``steps_per_generation`` = the batch / ``minibatch_size``) and reused ``ppo_epochs``
+  times (``num_iterations``): the same optimiser steps per iteration as PF-PPO;
+  ``steps`` iterations -> ``max_steps``; ``policy_lr`` -> ``learning_rate``;
   ``kl_coef`` -> ``beta``; ``max_new_tokens`` -> ``max_completion_length``;
   ``temperature``, ``top_p``, ``max_grad_norm``, ``adam_beta1``/``adam_beta2``;
   ``lr_schedule`` (cosine / constant) with ``warmup_ratio``; ``seed``;
 * any other :class:`~rewardfilter.adapters.trl.PFGRPOConfig` field through the
   ``grpo`` mapping (e.g. ``{loss_type: grpo, filter_advantages: kept}``).
 
-PPO-only hyper-parameters (``critic_lr``, ``realisation``, ``minibatch_size``, ...)
+PPO-only hyper-parameters (``critic_lr``, ``realisation``, ``reward_norm``, ...)
 are ignored: in PF-GRPO a filtered completion leaves the loss (the ``drop``
 realisation). Completions are scored (reward model and unit tests) on the text
 before HumanEval's stop sequences, as the PPO trainer's sampler cuts them.
 
-Records: ``step`` = iterations = ``gradient_steps`` (TRL's ``global_step``);
+Records: ``step`` = iterations; ``gradient_steps`` = TRL's ``global_step``;
 ``samples_used`` counts kept completions; ``kept_fraction``, ``filtered_r2``
 (``filter/r2_kept``), ``train_reward``, ``train_pass_rate``, ``kl`` and
 ``response_len`` are means over the iterations since the last evaluation. TRL
@@ -58,6 +61,8 @@ SET_BY_DOMAIN = (
     "filter",
     "num_generations",
     "per_device_train_batch_size",
+    "steps_per_generation",
+    "num_iterations",
     "max_steps",
     "seed",
     "true_score_func",
@@ -89,7 +94,7 @@ def check_grpo_options(options: Any, path: str = "hparams.grpo") -> list[tuple[s
 
 
 def _config(run: dict[str, Any], setup: dict[str, Any], score_func: Callable, members: list[str]):
-    """The run's PFGRPOConfig (see the module docstring)."""
+    """The run's PFGRPOConfig (see the module docstring) and its optimiser steps per iteration."""
     from rewardfilter.adapters.code.config import PFPPOConfig
     from rewardfilter.adapters.trl import LOCAL_RUN, PFGRPOConfig
 
@@ -97,7 +102,14 @@ def _config(run: dict[str, Any], setup: dict[str, Any], score_func: Callable, me
     defaults = PFPPOConfig()
     value = {k: hp.get(k, getattr(defaults, k)) for k in (*_MAPPED, "lr_schedule", "warmup_ratio")}
     n = int(run["method"]["group_size"])
-    steps = setup["steps"]
+    rows, minibatch = int(hp["prompts_per_iteration"]) * n, int(hp["minibatch_size"])
+    if rows % minibatch:
+        raise ValueError(
+            f"The 'minibatch_size' hyper-parameter of the code domain must divide "
+            f"prompts_per_iteration x group_size ({rows}) with trainer 'pfgrpo'; got {minibatch}."
+        )
+    per_iteration = rows // minibatch * int(hp["ppo_epochs"])  # optimiser steps, as PF-PPO's
+    steps = setup["steps"] * per_iteration
     device = hp.get("device", "auto")
     if device == "auto":
         import torch
@@ -111,20 +123,22 @@ def _config(run: dict[str, Any], setup: dict[str, Any], score_func: Callable, me
         "seed": int(run["seed"]),
         "filter": run["method"]["filter"],
         "num_generations": n,
-        "per_device_train_batch_size": int(hp["prompts_per_iteration"]) * n,
+        "per_device_train_batch_size": minibatch,
+        "steps_per_generation": rows // minibatch,
+        "num_iterations": int(hp["ppo_epochs"]),
         "max_steps": steps,
         "lr_scheduler_type": "constant" if value["lr_schedule"] == "constant" else "cosine",
         "warmup_steps": math.ceil(float(value["warmup_ratio"]) * steps),
         "logging_steps": 1,
         "save_strategy": "steps",
-        "save_steps": setup["eval_every"],
+        "save_steps": setup["eval_every"] * per_iteration,
         "save_total_limit": 1,
         "disable_dropout": True,
         "true_score_func": score_func,
         "ensemble_reward_funcs": members or None,
         **(hp.get("grpo") or {}),
     }
-    return PFGRPOConfig(**kwargs)
+    return PFGRPOConfig(**kwargs), per_iteration
 
 
 def run_code_grpo(
@@ -157,7 +171,7 @@ def run_code_grpo(
         for k, member in enumerate(ensemble.members):
             reward_funcs.append(_member_reward(member, f"rm_member_{k}", truncate_at_stop))
     members = [] if setup["oracle"] else [f.__name__ for f in reward_funcs]
-    config = _config(run, setup, unit_tests, members)
+    config, per_iteration = _config(run, setup, unit_tests, members)
     tokenizer = transformers.AutoTokenizer.from_pretrained(hp["model"], padding_side="left")
     tasks = setup["train_tasks"]
     data = Dataset.from_dict(
@@ -185,25 +199,30 @@ def run_code_grpo(
         )
 
     last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
-    resumed = int(Path(last).name.split("-")[-1]) if last else None
+    resumed = int(Path(last).name.split("-")[-1]) // per_iteration if last else None
     records = start_records(out, resumed, log, evaluation)
-    state = {"samples_used": records[-1]["samples_used"]}
-    window: list[dict[str, Any]] = []
+    state = {"samples_used": records[-1]["samples_used"], "last": records[-1]["step"]}
+    window: list[dict[str, Any]] = []  # TRL's logs of this window's generation batches
 
     class Evaluate(transformers.TrainerCallback):
-        """After the log of every ``eval_every``-th step (before TRL's checkpoint of it): one record."""
+        """After the log of the last optimiser step of every ``eval_every``-th iteration (before
+        TRL's checkpoint of it): one record."""
 
         def on_log(self, args, train_state, control, logs=None, **kwargs):
-            if not logs or "reward" not in logs:
-                return control
-            window.append(dict(logs))
+            if logs and "reward" in logs:
+                window.append(dict(logs))
             step = train_state.global_step
-            if step % setup["eval_every"] and step != setup["steps"]:
+            iteration = step // per_iteration
+            if step % per_iteration or iteration == state["last"]:
+                return control
+            if iteration % setup["eval_every"] and iteration != setup["steps"]:
                 return control
             kept = [h.get("filter/kept_fraction", 1.0) for h in window]
-            state["samples_used"] += int(round(sum(kept) * config.per_device_train_batch_size))
+            rows = config.per_device_train_batch_size * config.steps_per_generation
+            state["samples_used"] += int(round(sum(kept) * rows))
+            state["last"] = iteration
             rec = {
-                "step": step,
+                "step": iteration,
                 "samples_used": state["samples_used"],
                 "gradient_steps": step,
                 "kept_fraction": _mean(kept),
