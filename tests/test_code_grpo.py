@@ -176,3 +176,16 @@ def test_config_checks_name_the_key(hparams, expected):
 
 def test_a_valid_pfgrpo_config_parses():
     parse_config(_code_config(trainer="pfgrpo", grpo={"loss_type": "grpo"}))
+
+
+def test_unit_tests_score_the_text_before_the_stop_sequences():
+    """As PF-PPO's sampler cuts a completion, so the TRL reward does: code after a stop is not run."""
+    from rewardfilter.adapters.code.curriculum import make_curriculum
+    from rewardfilter.experiments.domains.code_grpo import UnitTests
+
+    task = make_curriculum("train", 1, seed=0, families=["constants"])[0]
+    score = UnitTests([task], 3.0)
+    tail = "\nprint(1 / 0)\n"  # would crash the program if it ran
+    wrong = "    return None\n"
+    got = score([task.prompt] * 2, [task.canonical_solution + tail, wrong], [task.task_id] * 2)
+    assert got == [1.0, 0.0] and score.passed == [1.0, 0.0]
