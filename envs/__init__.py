@@ -11,38 +11,32 @@ Importing this package registers the tasks of :data:`TASKS` under the
 
 Noise models (``NOISE_MODELS``): ``none`` (the oracle), ``gaussian``,
 ``heteroscedastic`` (reliable at high, low or no rewards), ``confusion``
-(Wang, Liu & Li, AAAI 2020) and ``learned`` (an ensemble proxy reward model
-fitted on random-policy data, cached on disk). Every step's info carries
-``true_reward``; ``learned`` adds ``reward_ensemble``.
+(Wang, Liu & Li, AAAI 2020), ``confusion_surrogate`` (the same noise through
+their unbiased surrogate reward, :mod:`rewardfilter.envs.surrogate`), ``learned``
+(an ensemble proxy reward model fitted on random-policy data, cached on disk)
+and ``proxy`` (the same on random plus expert data, scored by the mean, one
+random member, UWO or WCO: :mod:`rewardfilter.envs.proxy`). Every step's info
+carries ``true_reward``; ``learned`` and ``proxy`` add ``reward_ensemble``.
 """
 
 from rewardfilter.extras import check_modules
 
 check_modules(("gymnasium",), "sb3", "rewardfilter.envs")
 
+from rewardfilter.envs import noise as _noise
 from rewardfilter.envs.learned import (
     CACHE_ENV_VAR,
     LearnedRewardConfig,
     LearnedRewardModel,
     default_cache_dir,
 )
+from rewardfilter.envs.noise import *  # noqa: F403  (the numpy noise models)
 from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
 from rewardfilter.envs.wrappers import (
     NOISE_MODELS,
     NOISE_SEED_OPTION,
     NoisyReward,
     make_noise_model,
-)
-from rewardfilter.noise import (
-    ConfusionNoise,
-    ConfusionNoiseConfig,
-    GaussianNoise,
-    GaussianNoiseConfig,
-    HeteroscedasticNoise,
-    HeteroscedasticNoiseConfig,
-    NoiseModel,
-    NoNoise,
-    NoNoiseConfig,
 )
 
 register_tasks()
@@ -53,21 +47,13 @@ __all__ = [
     "NOISE_MODELS",
     "NOISE_SEED_OPTION",
     "TASKS",
-    "ConfusionNoise",
-    "ConfusionNoiseConfig",
-    "GaussianNoise",
-    "GaussianNoiseConfig",
-    "HeteroscedasticNoise",
-    "HeteroscedasticNoiseConfig",
     "LearnedRewardConfig",
     "LearnedRewardModel",
-    "NoNoise",
-    "NoNoiseConfig",
-    "NoiseModel",
     "NoisyReward",
     "TaskSpec",
     "default_cache_dir",
     "make_noise_model",
     "make_task",
     "register_tasks",
+    *_noise.__all__,
 ]

@@ -108,11 +108,15 @@ class LearnedRewardConfig:
         if self.env_id is not None and not isinstance(self.env_id, str):
             raise param_error("env_id", owner, "a Gymnasium id string or None", self.env_id)
 
-    def cache_key(self, observation_space: gym.Space, action_space: gym.Space) -> str:
-        """A hash of everything the fitted weights depend on (not where they are stored)."""
-        fields = {
+    def key_fields(self) -> dict[str, Any]:
+        """The fields the fitted weights depend on (all but ``cache_dir``)."""
+        return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "cache_dir"
         }
+
+    def cache_key(self, observation_space: gym.Space, action_space: gym.Space) -> str:
+        """A hash of everything the fitted weights depend on (not where they are stored)."""
+        fields = self.key_fields()
         payload = {
             "format": FORMAT_VERSION,
             "config": fields,
@@ -183,6 +187,10 @@ class LearnedRewardModel(NoiseModel):
     @property
     def n_members(self) -> int:
         return self.config.n_members
+
+    def aggregate(self, values: np.ndarray, rng: np.random.Generator) -> float:
+        """The reward from the members' values (of a step, or an episode's sums): their mean."""
+        return float(values.mean())
 
     def corrupt(self, value, rng, low, high):  # pragma: no cover - transitions path is used instead
         raise TypeError(
@@ -266,17 +274,25 @@ class LearnedRewardModel(NoiseModel):
 
     # -- fitting ---------------------------------------------------------------
 
-    def collect(self) -> tuple[np.ndarray, np.ndarray]:
-        """Features and true rewards of ``n_transitions`` steps of a uniformly random policy."""
+    def collect(
+        self, policy: Any = None, n: int | None = None, seed: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features and true rewards of ``n`` steps (default ``n_transitions``) of ``policy``.
+
+        ``policy(obs) -> action``; by default a uniformly random one. ``seed``
+        (default the config's) seeds the resets and the random actions.
+        """
         c = self.config
+        n = c.n_transitions if n is None else n
+        seed = c.seed if seed is None else seed
         env = gym.make(c.env_id)
-        env.action_space.seed(c.seed)
+        env.action_space.seed(seed)
         xs, ys = [], []
         episode = 0
-        obs, _ = env.reset(seed=c.seed)
+        obs, _ = env.reset(seed=seed)
         try:
-            while len(ys) < c.n_transitions:
-                action = env.action_space.sample()
+            while len(ys) < n:
+                action = env.action_space.sample() if policy is None else policy(obs)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
                 xs.append(
                     transition_features(obs, action, next_obs, self.action_space, c.use_next_obs)
@@ -285,7 +301,7 @@ class LearnedRewardModel(NoiseModel):
                 obs = next_obs
                 if terminated or truncated:
                     episode += 1
-                    obs, _ = env.reset(seed=c.seed + episode)
+                    obs, _ = env.reset(seed=seed + episode)
         finally:
             env.close()
         return np.asarray(xs), np.asarray(ys)

@@ -14,13 +14,24 @@ import gymnasium as gym
 import numpy as np
 
 from rewardfilter.envs.learned import LearnedRewardConfig, LearnedRewardModel
-from rewardfilter.noise import NUMPY_NOISE_MODELS, NoiseModel, config_from_kwargs
+from rewardfilter.envs.proxy import ProxyRewardConfig, ProxyRewardModel
+from rewardfilter.envs.surrogate import SurrogateConfusionNoise
+from rewardfilter.noise import (
+    NUMPY_NOISE_MODELS,
+    ConfusionNoiseConfig,
+    NoiseModel,
+    config_from_kwargs,
+)
 from rewardfilter.validation import check_bool, param_error
 
 #: name -> (model class, config dataclass)
 NOISE_MODELS: dict[str, tuple[type[NoiseModel], type]] = {
     **NUMPY_NOISE_MODELS,
+    # Wang, Liu & Li's unbiased surrogate of the confusion noise (a literature baseline)
+    "confusion_surrogate": (SurrogateConfusionNoise, ConfusionNoiseConfig),
     "learned": (LearnedRewardModel, LearnedRewardConfig),
+    # the learned ensemble on random + expert data, with a scoring rule (mean/member/uwo/wco)
+    "proxy": (ProxyRewardModel, ProxyRewardConfig),
 }
 
 #: reset option a caller (the grouped vec env) may pass to decorrelate the noise
@@ -58,12 +69,12 @@ def make_noise_model(
         raise ValueError(f"Unknown noise model {noise!r}; accepted: {sorted(NOISE_MODELS)}.")
     model_cls, config_cls = NOISE_MODELS[noise]
     config = config_from_kwargs(config_cls, noise_kwargs, f"{noise} noise")
-    if model_cls is LearnedRewardModel:
+    if issubclass(model_cls, LearnedRewardModel):
         if observation_space is None or action_space is None:
             raise ValueError(
                 "The learned noise model needs the task's observation_space and action_space."
             )
-        return LearnedRewardModel(config, observation_space, action_space)
+        return model_cls(config, observation_space, action_space)
     return model_cls(config)
 
 
@@ -96,8 +107,9 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     Every step's info carries ``true_reward`` (the true *step* reward, also in
     episode-level mode, so that it sums to the true return) and, for models
     with an ensemble, ``reward_ensemble`` of shape ``(K,)`` (the member values
-    whose mean is the reward: per step, or the episode sums at the last step of
-    an episode-level task and zeros before). The noise has its own random
+    whose aggregate is the reward -- their mean, or the ``proxy`` model's
+    choice: per step, or the episode sums at the last step of an episode-level
+    task and zeros before). The noise has its own random
     stream, seeded from ``reset(seed=...)`` (and the ``noise_seed`` reset
     option when given), so the same seed gives the same noisy rewards without
     touching the task's own randomness.
@@ -126,7 +138,10 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.return_bounds = _check_range(
             return_range if return_range is not None else reward_range, "return_range"
         )
-        if noise == "learned" and "env_id" not in (noise_kwargs or {}) and env.spec is not None:
+        learned = isinstance(noise, str) and issubclass(
+            NOISE_MODELS.get(noise, (NoiseModel,))[0], LearnedRewardModel
+        )
+        if learned and "env_id" not in (noise_kwargs or {}) and env.spec is not None:
             noise_kwargs = {**(noise_kwargs or {}), "env_id": env.spec.id}
         self.noise_model = make_noise_model(
             noise,
@@ -172,7 +187,7 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         done = terminated or truncated
         if not self.episode_level:
             reward = (
-                float(ensemble.mean())
+                model.aggregate(ensemble, self._rng)
                 if ensemble is not None
                 else model.corrupt(true_reward, self._rng, *self.reward_bounds)
             )
@@ -185,7 +200,7 @@ class NoisyReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             reward = 0.0
             if done:
                 if ensemble is not None:
-                    reward = float(self._ensemble_sum.mean())
+                    reward = model.aggregate(self._ensemble_sum, self._rng)
                 else:
                     reward = model.corrupt(self._true_return, self._rng, *self.return_bounds)
                 info["true_episode_return"] = self._true_return

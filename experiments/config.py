@@ -33,6 +33,7 @@ from rewardfilter.experiments.schema import (
     describe,
     run_id,
 )
+from rewardfilter.validation import Interval, is_number
 
 __all__ = [
     "DEFAULT_GROUP_SIZE",
@@ -94,8 +95,9 @@ class _Checker:
         return value.strip()
 
     def integer(self, value: Any, path: str, minimum: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.error(path, f"must be an int >= {minimum}; got {_show(value)}.")
+        admissible = Interval("int", minimum)
+        if value not in admissible:
+            self.error(path, f"must be {admissible}; got {_show(value)}.")
             return None
         return value
 
@@ -132,8 +134,14 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_budget(c: _Checker, raw: Any, path: str, base: BudgetConfig | None) -> dict[str, Any]:
-    """Validate a (partial) budget mapping; return only the keys it gives."""
+def _check_budget(
+    c: _Checker, raw: Any, path: str, base: BudgetConfig | None, *, check_eval_every: bool = True
+) -> dict[str, Any]:
+    """Validate a (partial) budget mapping; return only the keys it gives.
+
+    ``check_eval_every=False`` leaves ``eval_every <= steps`` to the caller (a method's
+    budget is merged over each task's, see :func:`_check_method_budgets`).
+    """
     out: dict[str, Any] = {}
     if raw is None:
         return out
@@ -146,7 +154,7 @@ def _check_budget(c: _Checker, raw: Any, path: str, base: BudgetConfig | None) -
             if value is not None:
                 out[key] = value
     merged = {**dataclasses.asdict(base or BudgetConfig()), **out}
-    if merged["eval_every"] > merged["steps"] and "eval_every" in out:
+    if check_eval_every and merged["eval_every"] > merged["steps"] and "eval_every" in out:
         c.error(
             _join(path, "eval_every"),
             f"must be <= steps ({merged['steps']}); got {merged['eval_every']}.",
@@ -205,11 +213,36 @@ def _check_method(c: _Checker, raw: Any, path: str, default_n: int) -> MethodCon
             c.error(_join(path, "group_size"), str(exc))
     hparams = c.dict_of_any(raw.get("hparams"), _join(path, "hparams"))
     only = _noise_names(c, raw.get("noise", []), _join(path, "noise"))
+    budget = _check_budget(
+        c, raw.get("budget"), _join(path, "budget"), None, check_eval_every=False
+    )
     if len(c.errors) > n_errors:
         return None
     return MethodConfig(
-        name=name, reward=reward, group_size=n, filter=filt.spec, hparams=hparams, noise=tuple(only)
+        name=name,
+        reward=reward,
+        group_size=n,
+        filter=filt.spec,
+        hparams=hparams,
+        noise=tuple(only),
+        budget=budget,
     )
+
+
+def _check_method_budgets(c, budget, tasks, methods, indices) -> None:
+    """``eval_every <= steps`` for every method's budget merged over every task's."""
+    for i, m in zip(indices, methods, strict=True):
+        if not m.budget:
+            continue
+        for task in tasks:
+            merged = {**dataclasses.asdict(budget), **task.budget, **m.budget}
+            if merged["eval_every"] > merged["steps"]:
+                c.error(
+                    f"methods[{i}].budget",
+                    f"eval_every ({merged['eval_every']}) must be <= steps ({merged['steps']}) "
+                    f"on task {task.label!r}; give both, e.g. {{steps: {merged['eval_every'] * 10}, "
+                    f"eval_every: {merged['eval_every']}}}.",
+                )
 
 
 def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
@@ -244,7 +277,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
     # seeds: an int count or a list of distinct non-negative ints
     seeds_raw = raw.get("seeds", 3)
     seeds: tuple[int, ...] = ()
-    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
+    if is_number(seeds_raw, "int"):
         if seeds_raw < 1:
             c.error("seeds", f"an int count must be >= 1; got {seeds_raw}.")
         seeds = tuple(range(max(seeds_raw, 0)))
@@ -325,6 +358,7 @@ def parse_config(raw: Any, source: str = "config") -> ExperimentConfig:
             methods.append(method)
             indices.append(i)
     _check_unique(c, [m.name for m in methods], "methods", "name")
+    _check_method_budgets(c, budget, tasks, methods, indices)
     noise_names = {nz.name for nz in noises}
     restricted = [(f"methods[{i}]", m) for i, m in zip(indices, methods, strict=True)]
     restricted += [(f"tasks[{i}]", t) for i, t in enumerate(tasks)]

@@ -127,6 +127,14 @@ class MethodConfig:
             "ensemble-disagreement filter only where the reward model is an ensemble."
         },
     )
+    budget: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Budget overrides for this method (steps, eval_every, eval_episodes), over "
+            "the task's: e.g. filters that sample N = 8 and keep 2 on 4x the envs run 4x the "
+            "steps of PPO-M at N = 2, so both make as many updates on as many kept samples."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,7 @@ class ExperimentConfig:
         """
         runs = []
         for task in self.tasks:
-            budget = {**dataclasses.asdict(self.budget), **task.budget}
+            task_budget = {**dataclasses.asdict(self.budget), **task.budget}
             for noise in self.noise:
                 if task.noise and noise.name not in task.noise:
                     continue
@@ -212,7 +220,7 @@ class ExperimentConfig:
                                 "filter": method.filter,
                             },
                             "seed": int(seed),
-                            "budget": budget,
+                            "budget": {**task_budget, **method.budget},
                             "hparams": {**self.hparams, **task.hparams, **method.hparams},
                         }
                         run = json.loads(json.dumps(run))  # plain JSON types only
@@ -225,8 +233,16 @@ class ExperimentConfig:
         return runs
 
     def to_dict(self) -> dict[str, Any]:
-        """The normalised config as plain data (what the runner snapshots beside the results)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The normalised config as plain data (what the runner snapshots beside the results).
+
+        A method without a budget of its own has no ``budget`` key, so the snapshot of a
+        sweep started before methods could have one still matches (no "different config").
+        """
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        for method in data["methods"]:
+            if not method["budget"]:
+                del method["budget"]
+        return data
 
 
 def _slug(text: str) -> str:

@@ -6,7 +6,9 @@ The core is domain-agnostic and needs numpy and scikit-learn only:
   of each group (prompt, reset seed) to train on;
 * reliability estimators (:func:`r2`, :func:`filtered_r2`,
   :func:`rank_filters`, :func:`ensemble_std`, :func:`reliability_curve`, ...)
-  say how far the reward can be trusted, and where;
+  say how far the reward can be trusted, and where; ranking reliability
+  (:func:`within_group_spearman`, :func:`top1_correct`, :func:`pool_reliability`)
+  how far its order within a group can;
 * :func:`filter_stats` gives the one statistics record (:class:`FilterStats`)
   every trainer logs;
 * ``rewardfilter.noise`` holds the numpy noise models and
@@ -16,6 +18,7 @@ Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters`
 (SB3, code generation) and ``rewardfilter.experiments``; none of it is imported here.
 """
 
+from rewardfilter.ensemble_rank import EnsembleRank
 from rewardfilter.filters import (
     ACCEPTED_SPECS,
     BestOfN,
@@ -33,6 +36,12 @@ from rewardfilter.filters import (
     register_spec,
 )
 from rewardfilter.group_filters import StdTop, ZeroStd
+from rewardfilter.ranking import (
+    permutation_spearman,
+    pool_reliability,
+    top1_correct,
+    within_group_spearman,
+)
 from rewardfilter.reliability import (
     ReliabilityCurve,
     auc,
@@ -70,6 +79,7 @@ __all__ = [
     "BestRandom",
     "BestWorst",
     "Compose",
+    "EnsembleRank",
     "FewKeptSamplesWarning",
     "Filter",
     "FilterR2",
@@ -91,10 +101,14 @@ __all__ = [
     "filtered_r2",
     "make_filter",
     "mse",
+    "permutation_spearman",
+    "pool_reliability",
     "r2",
     "rank_filters",
     "register_spec",
     "reliability_curve",
     "spearman",
+    "top1_correct",
+    "within_group_spearman",
     "__version__",
 ]

@@ -18,6 +18,7 @@ from rewardfilter.extras import from_import_error
 SUBCOMMAND_MODULES = (
     "rewardfilter.demo",
     "rewardfilter.experiments.cli",
+    "rewardfilter.experiments.rliable_report",
     "rewardfilter.adapters.code.cli",
 )
 

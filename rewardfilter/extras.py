@@ -2,7 +2,8 @@
 
 ``import rewardfilter`` needs numpy and scikit-learn only; the domains need
 extras (``pip install 'rewardfilter[sb3]'`` for the control tasks, ``[code]``
-for code generation, ``[ray]`` for the Ray backend, ``[trl]`` for TRL). Every
+for code generation, ``[ray]`` for the Ray backend, ``[trl]`` for TRL, ``[report]``
+for the report's rliable statistics). Every
 entry point turns a missing one into :class:`MissingExtraError`, whose message
 names the extra to install, instead of a bare ``No module named 'torch'``.
 """
@@ -35,6 +36,9 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "accelerate": "code",
     "ray": "ray",
     "trl": "trl",
+    "rliable": "report",
+    "arch": "report",
+    "pandas": "report",
 }
 
 

@@ -79,6 +79,11 @@ class Filter(ABC):
         return True
 
     @property
+    def resolved(self) -> Filter:
+        """The filter whose weights this one gives: itself, or a fitted filter's choice."""
+        return self
+
+    @property
     @abstractmethod
     def spec(self) -> str:
         """The canonical string form, accepted by :func:`make_filter`."""

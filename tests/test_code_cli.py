@@ -43,6 +43,13 @@ def test_subcommand_help_comes_from_the_config_fields(capsys, sub, text):
     assert text in out.replace("\n", " ").replace("  ", " ")
 
 
+def test_one_dataclass_to_flags_builder_for_the_whole_project():
+    import rewardfilter.adapters.code.cli as code_cli
+    import rewardfilter.io
+
+    assert code_cli.add_dataclass_arguments is rewardfilter.io.add_dataclass_arguments
+
+
 def test_building_the_parser_imports_no_torch():
     code = (
         "import sys; from rewardfilter.cli import build_parser; build_parser();"

@@ -29,9 +29,9 @@ torch.set_num_threads(1)
 
 
 class OneMember:
-    """A reward model of one member: score_members gives a (1, n) array."""
+    """A reward model of one member: predict_members gives a (1, n) array."""
 
-    def score_members(self, prompts, completions):
+    def predict_members(self, prompts, completions):
         return reward_fn(prompts, completions)[None, :]
 
 
@@ -149,6 +149,19 @@ def test_logged_filtered_r2_is_pooled_over_the_window(tokenizer):
     assert record["filtered_r2_window"] == 3
     expected = rf.r2(cat("rewards"), cat("scores"), cat("weights"))
     assert record["filtered_r2"] == pytest.approx(expected)
+
+
+def test_the_record_is_the_cores_filter_stats_of_the_iteration(tokenizer):
+    trainer = make_trainer(tokenizer, filter="br", ppo_epochs=1)
+    record = trainer.step()
+    it = trainer.window.items[-1]
+    stats = rf.filter_stats(it["rewards"], it["weights"], it["groups"], scores=it["scores"])
+    assert 0 < stats.kept_fraction < 1
+    assert record["kept_fraction"] == stats.kept_fraction
+    assert record["reward_mean"] == stats.reward_mean
+    assert record["reward_kept_mean"] == stats.kept_reward_mean
+    assert record["true_score_mean"] == stats.score_mean
+    assert record["samples"] == stats.n_samples and record["fallback"] is stats.fallback
 
 
 def test_adaptive_is_refitted_every_iteration_on_the_window(tokenizer, monkeypatch):

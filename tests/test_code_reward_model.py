@@ -21,13 +21,6 @@ from rewardfilter.adapters.code.reward_model import (  # noqa: E402
     train_reward_ensemble,
     train_reward_model,
 )
-from rewardfilter.adapters.code.tiny import build_random_tiny  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    torch.set_num_threads(1)
-    return build_random_tiny(tmp_path_factory.mktemp("micro") / "m", hidden_size=32, num_layers=2)
 
 
 @pytest.fixture(scope="module")
@@ -128,28 +121,55 @@ def test_pointwise_objective_fits_the_scores(micro, data):
 def test_ensemble_scores_save_and_load(micro, data, tmp_path):
     cfg = RewardModelConfig(ensemble_size=2, epochs=2, batch_size=4, device="cpu")
     ens = train_reward_ensemble(micro, data, cfg, heldout=data, progress=False)
-    members = ens.score_members(data.prompts, data.completions)
+    members = ens.predict_members(data.prompts, data.completions)
     assert members.shape == (2, len(data))
     assert not np.allclose(members[0], members[1])  # seeds / bootstrap differ
-    np.testing.assert_allclose(ens.score(data.prompts, data.completions), members.mean(axis=0))
+    np.testing.assert_allclose(ens.predict(data.prompts, data.completions), members.mean(axis=0))
     assert set(ens.report["heldout"]) >= {"pairwise_accuracy", "r2", "mean_std", "member_accuracy"}
     ens.save_pretrained(tmp_path / "rm")
     loaded = RewardEnsemble.from_pretrained(tmp_path / "rm", device="cpu")
     assert len(loaded) == 2 and loaded.config == cfg
     # the training rewards' mean and std are stored for PPO's reward_norm="model"
-    rewards = ens.score(data.prompts, data.completions)
+    rewards = ens.predict(data.prompts, data.completions)
     assert loaded.reward_stats["mean"] == pytest.approx(rewards.mean(), abs=1e-5)
     assert loaded.reward_stats["std"] == pytest.approx(rewards.std(), abs=1e-5)
     np.testing.assert_allclose(
-        loaded.score_members(data.prompts, data.completions), members, atol=1e-5
+        loaded.predict_members(data.prompts, data.completions), members, atol=1e-5
     )
     # a single member directory loads as an ensemble of one
     single = RewardEnsemble.from_pretrained(tmp_path / "rm" / "member_0", device="cpu")
-    np.testing.assert_allclose(single.score(data.prompts, data.completions), members[0], atol=1e-5)
+    np.testing.assert_allclose(
+        single.predict(data.prompts, data.completions), members[0], atol=1e-5
+    )
     with pytest.raises(ValueError, match="one prompt per completion"):
-        ens.score(data.prompts[:2], data.completions[:3])
+        ens.predict(data.prompts[:2], data.completions[:3])
     with pytest.raises(FileNotFoundError):
         RewardEnsemble.from_pretrained(tmp_path / "nope")
+
+
+def test_the_former_score_names_warn_and_give_the_same_rewards(micro, data):
+    from rewardfilter.adapters.code.reward.model import predict_rewards
+
+    cfg = RewardModelConfig(ensemble_size=2, epochs=1, batch_size=4, device="cpu")
+    ens = train_reward_ensemble(micro, data, cfg, progress=False)
+    with pytest.warns(DeprecationWarning, match="use predict"):
+        old = ens.score(data.prompts, data.completions)
+    np.testing.assert_array_equal(old, ens.predict(data.prompts, data.completions))
+
+    class Legacy:  # an outside reward object written against the former names
+        def score_members(self, prompts, completions):
+            return ens.predict_members(prompts, completions)
+
+    with pytest.warns(DeprecationWarning, match="name the method predict_members"):
+        rewards, members = predict_rewards(Legacy(), data.prompts, data.completions)
+    np.testing.assert_array_equal(members, ens.predict_members(data.prompts, data.completions))
+
+    class Wrong:
+        def predict_members(self, prompts, completions):
+            return np.zeros((2, len(prompts) + 1))
+
+    with pytest.raises(ValueError, match=r"predict_members must return a \(K, n=3\)"):
+        predict_rewards(Wrong(), data.prompts[:3], data.completions[:3])
 
 
 def test_reward_data_jsonl_round_trip(data, tmp_path):

@@ -34,6 +34,17 @@ def test_filters_that_need_fitting_say_so_until_fitted(spec):
     assert f.is_fitted and f.weights(rewards, groups, rng=0).shape == rewards.shape
 
 
+def test_resolved_is_the_filter_itself_or_adaptives_choice():
+    rewards, scores, groups = labelled()
+    br = rf.make_filter("br")
+    assert br.resolved is br
+    adaptive = rf.make_filter("adaptive")
+    with pytest.raises(rf.NotFittedError):
+        _ = adaptive.resolved
+    adaptive.fit(rewards, scores, groups, rng=0)
+    assert adaptive.resolved is adaptive.chosen_ and adaptive.resolved.spec in adaptive.r2_
+
+
 def test_a_fitted_filter_handed_over_twice_does_not_share_its_fit():
     rewards, scores, groups = labelled()
     adaptive = rf.make_filter("adaptive").fit(rewards, scores, groups, rng=0)

@@ -94,6 +94,12 @@ def test_every_record_carries_the_untrained_policys_true_return():
         ("control_v2_terminal", 110),
         ("control_v2_learned", 100),
         ("control_v2_negative", 40),
+        ("calibration_v2_oracle", 4),
+        ("calibration_v2_oracle2", 5),
+        ("calibration_v2_cartpole", 3),
+        ("calibration_v2b", 18),
+        ("calibration_v2c", 6),
+        ("control_v2_exploratory", 80),
     ],
 )
 def test_round_two_study_configs_are_valid(name, runs):

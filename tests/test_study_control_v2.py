@@ -29,3 +29,31 @@ def test_c1_and_c2_follow_the_plan(tmp_path):
     assert calibration_check.main([str(tmp_path)]) == 0
     text = (tmp_path / "calibration.md").read_text()
     assert "| hetero-20 | -40.00 | -25.00 | 0.50 pass | 0.70 pass | 1 |" in text
+
+
+def test_a_screen_of_oracle_variants_lists_each_with_its_gain(tmp_path):
+    # two trainer settings of the oracle, no PPO-M: each is listed with its gain over the start
+    _run(tmp_path, "oracle lam1", "true", [-30, -10, -10, -10], [0, 0, 0, 0])
+    _run(tmp_path, "oracle lam.95", "true", [-30, -50, -50, -50], [0, 0, 0, 0])
+    assert calibration_check.main([str(tmp_path)]) == 0
+    text = (tmp_path / "calibration.md").read_text()
+    assert "| oracle lam1 | -40.00 | -10.00 [-10.00, -10.00] | 30.00 | 1 |" in text
+    assert "| oracle lam.95 | -40.00 | -50.00 [-50.00, -50.00] | -10.00 | 1 |" in text
+
+
+def test_no_oracle_run_is_a_clear_error(tmp_path):
+    import pytest
+
+    _run(tmp_path, "PPO-M", "noisy", [-30, -25, -25, -25], [0.1, 0.2, 0.5, 0.9])
+    with pytest.raises(ValueError, match="No finished oracle run"):
+        calibration_check.main([str(tmp_path)])
+
+
+def test_runs_of_further_folders_join_the_first(tmp_path):
+    # the oracle anchor comes from an earlier sweep; the table is written to the first folder
+    first, earlier = tmp_path / "new", tmp_path / "old"
+    _run(first, "PPO-M", "noisy", [-30, -25, -25, -25], [0.1, 0.2, 0.5, 0.9])
+    _run(earlier, "oracle", "true", [-30, -10, -10, -10], [0, 0, 0, 0])
+    assert calibration_check.main([str(first), str(earlier)]) == 0
+    text = (first / "calibration.md").read_text()
+    assert "| hetero-20 | -40.00 | -25.00 | 0.50 pass | 0.70 pass | 1 |" in text

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import rewardfilter as rf  # noqa: E402
-from rewardfilter.adapters.trl import PFGRPOConfig, PFGRPOTrainer  # noqa: E402
+from rewardfilter.adapters.trl import LOCAL_RUN, PFGRPOConfig, PFGRPOTrainer  # noqa: E402
 from rewardfilter.adapters.trl.filtering import kept_advantages  # noqa: E402
 
 PROMPTS = ["def add(a, b):", "def neg(x):"]
@@ -51,12 +51,8 @@ def common(tmp_path, **overrides):
         temperature=1.0,
         max_steps=1,
         learning_rate=1e-2,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
         logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
+        **LOCAL_RUN,
     )
     kwargs.update(overrides)
     return kwargs

@@ -24,10 +24,10 @@ import argparse
 import dataclasses
 import json
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any
+
+from rewardfilter.io import add_dataclass_arguments
 
 __all__ = ["add_subcommands", "add_dataclass_arguments", "dataclass_from_args"]
 
@@ -44,25 +44,9 @@ _SECTIONS: dict[str, list[tuple[str, str, str]]] = {
 
 
 # ----------------------------------------------------------------------------
-# dataclass <-> argparse (the TRL habit: help text lives on the field)
+# dataclass <-> argparse (the TRL habit: help text lives on the field); the flags
+# come from the project's one builder, rewardfilter.io.add_dataclass_arguments
 # ----------------------------------------------------------------------------
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _base_type(tp: Any) -> tuple[Any, bool]:
-    """Strip ``Optional`` / ``X | None``; return (type, is_list)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        tp = args[0] if len(args) == 1 else str
-        origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        inner = typing.get_args(tp)
-        return (inner[0] if inner else str), True
-    return tp, False
 
 
 class _LazyConfigParser(argparse.ArgumentParser):
@@ -86,7 +70,9 @@ class _LazyConfigParser(argparse.ArgumentParser):
             return
         for section, module, name in _SECTIONS[command]:
             cls = getattr(importlib.import_module(module), name)
-            add_dataclass_arguments(self, cls, title=f"{name} (YAML section '{section}')")
+            group = self.add_argument_group(f"{name} (YAML section '{section}')")
+            # defaults SUPPRESSed: dataclass_from_args tells a typed flag from one left alone
+            add_dataclass_arguments(group, cls, suppress_defaults=True, show_default=True)
 
     def parse_known_args(self, args=None, namespace=None):
         self._materialise()
@@ -95,51 +81,6 @@ class _LazyConfigParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self._materialise()
         return super().format_help()
-
-
-def add_dataclass_arguments(
-    parser: argparse.ArgumentParser, cls: type, *, title: str | None = None
-) -> None:
-    """Add one ``--flag`` per field of dataclass ``cls``, with the field's help.
-
-    Defaults are ``argparse.SUPPRESS`` so that :func:`dataclass_from_args`
-    can tell a flag the user typed from one left at its default (and let a
-    config file fill the latter); the real default is shown in the help.
-    """
-    group = parser.add_argument_group(title or cls.__name__)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        tp, is_list = _base_type(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {default!r})".replace("%", "%%")
-        if tp is bool:
-            group.add_argument(
-                _flag(f.name),
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-        elif is_list:
-            group.add_argument(
-                _flag(f.name),
-                nargs="+",
-                type=tp,
-                default=argparse.SUPPRESS,
-                help=help_text,
-                metavar=f.name.upper(),
-            )
-        else:
-            conv = tp if tp in (int, float, str) else str
-            group.add_argument(
-                _flag(f.name),
-                type=conv,
-                default=argparse.SUPPRESS,
-                help=help_text,
-                metavar=f.name.upper(),
-            )
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, file_values: dict | None = None):
@@ -372,19 +313,15 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = _load_tasks(args)
         from .evaluate import evaluate
 
+        names = ("temperature", "top_p", "max_new_tokens", "batch_size", "device", "seed")
         report = evaluate(
             args.model,
             tasks,
             n_samples=args.n_samples,
             k=ks,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            device=args.device,
-            seed=args.seed,
             progress=True,
             return_samples=bool(args.out),
+            **{name: getattr(args, name) for name in names},
         )
     except (ValueError, FileNotFoundError) as exc:
         return _fail(exc)

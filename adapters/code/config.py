@@ -11,16 +11,13 @@ source of truth. Every config checks itself on construction.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import rewardfilter as rf
-from rewardfilter.validation import param_error
+from rewardfilter.validation import check_bool, check_scalar, is_number, param_error
 
 from .device import DTYPE_NAMES
 
@@ -218,14 +215,9 @@ class PFPPOConfig:
                 raise param_error(name, _OWNER, expected, getattr(self, name))
 
         def is_int(v: Any) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            return is_number(v, "int")
 
-        def is_num(v: Any) -> bool:
-            return (
-                isinstance(v, (int, float, np.number))
-                and not isinstance(v, bool)
-                and math.isfinite(v)
-            )
+        is_num = is_number
 
         for name in (
             "samples_per_prompt",
@@ -272,7 +264,7 @@ class PFPPOConfig:
             "a float in [0, 1)",
         )
         need(is_num(self.reward_clip), "reward_clip", "a float (<= 0 disables the clamp)")
-        need(isinstance(self.save_merged, bool), "save_merged", "a bool")
+        check_bool(self.save_merged, "save_merged", _OWNER)
         need(is_num(self.temperature) and self.temperature > 0, "temperature", "a float > 0")
         need(is_num(self.top_p) and 0 < self.top_p <= 1, "top_p", "a float in (0, 1]")
         need(is_num(self.gamma) and 0 <= self.gamma <= 1, "gamma", "a float in [0, 1]")
@@ -298,8 +290,8 @@ class PFPPOConfig:
             "device",
             "'auto', 'cpu', 'cuda', 'cuda:K' or 'mps'",
         )
-        need(isinstance(self.whiten_advantages, bool), "whiten_advantages", "a bool")
-        need(isinstance(self.progress, bool), "progress", "a bool")
+        check_bool(self.whiten_advantages, "whiten_advantages", _OWNER)
+        check_bool(self.progress, "progress", _OWNER)
         # the filter must exist and must be servable by groups of N samples
         filt = rf.make_filter(self.filter)
         filt.check_group_size(self.samples_per_prompt)
@@ -387,17 +379,11 @@ class RewardModelConfig:
                 f"The 'pairs' parameter of RewardModelConfig must be 'pass_fail' or 'score'; got {self.pairs!r}."
             )
         for name in ("max_pairs_per_prompt", "ensemble_size", "epochs", "batch_size", "max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"The {name!r} parameter of RewardModelConfig must be an int >= 1; got {value!r}."
-                )
+            check_scalar(getattr(self, name), name, "RewardModelConfig", "int", min_val=1)
         for name in ("learning_rate", "head_learning_rate"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(
-                    f"The {name!r} parameter of RewardModelConfig must be a float > 0; got {value!r}."
-                )
+            if not (is_number(value) and value > 0):
+                raise param_error(name, "RewardModelConfig", "a float > 0", value)
 
 
 @dataclass
@@ -443,8 +429,4 @@ class RewardDataConfig:
             "max_new_tokens",
             "sample_batch_size",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"The {name!r} parameter of RewardDataConfig must be an int >= 1; got {value!r}."
-                )
+            check_scalar(getattr(self, name), name, "RewardDataConfig", "int", min_val=1)

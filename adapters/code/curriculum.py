@@ -28,6 +28,8 @@ import random
 from collections.abc import Iterable, Sequence
 from functools import cache
 
+from rewardfilter.validation import Interval, param_error
+
 from .curriculum_families import BUILDERS as _BUILDERS
 from .curriculum_families import Variant as _Variant
 from .tasks import CodeTask
@@ -174,12 +176,8 @@ def make_curriculum(
         one larger than a family's pool.
     """
     fams = _check_args(split, families)
-    if n_per_family is not None and (
-        isinstance(n_per_family, bool) or not isinstance(n_per_family, int) or n_per_family < 1
-    ):
-        raise ValueError(
-            f"The 'n_per_family' parameter of make_curriculum must be a positive int or None; got {n_per_family!r}"
-        )
+    if n_per_family is not None and n_per_family not in Interval("int", 1):
+        raise param_error("n_per_family", "make_curriculum", "an int >= 1 or None", n_per_family)
     tasks: list[CodeTask] = []
     for family in fams:
         pool = list(_pool(family, split))

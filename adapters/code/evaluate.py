@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+
+from rewardfilter.validation import Interval, check_scalar
 
 __all__ = ["pass_at_k", "evaluate", "task_family"]
 
@@ -48,8 +50,7 @@ def pass_at_k(num_samples, num_correct, k: int) -> np.ndarray:
     """
     c = np.atleast_1d(np.asarray(num_correct, dtype=np.int64))
     n = np.broadcast_to(np.asarray(num_samples, dtype=np.int64), c.shape)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"The 'k' parameter of pass_at_k must be an int >= 1; got {k!r}.")
+    check_scalar(k, "k", "pass_at_k", "int", min_val=1)
     if np.any(n < k):
         raise ValueError(
             f"The 'k' parameter of pass_at_k must be at most the number of samples per task "
@@ -125,22 +126,18 @@ def evaluate(
     dict
         ``pass@<k>`` for every k (mean over tasks), ``per_family``
         (pass@1 per family), ``per_task`` (task_id, n, c), ``n_tasks``,
-        ``n_samples``, ``mean_test_fraction`` (fraction of asserts passed)
-        and ``seconds``.
+        ``n_samples``, ``mean_test_fraction`` (fraction of asserts passed),
+        ``sandbox_modes`` (programs per sandbox mode: ``strong`` when the
+        test ran in the trusted evaluator, see ``ExecResult.mode``) and ``seconds``.
     """
     tasks = list(tasks)
     if not tasks:
         raise ValueError(
             "The 'tasks' parameter of evaluate must be a non-empty list of CodeTask; got an empty task set."
         )
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(
-            f"The 'n_samples' parameter of evaluate must be an int >= 1; got {n_samples!r}."
-        )
+    check_scalar(n_samples, "n_samples", "evaluate", "int", min_val=1)
     ks = [k] if isinstance(k, int) else list(k)
-    bad = [
-        x for x in ks if isinstance(x, bool) or not isinstance(x, int) or not 1 <= x <= n_samples
-    ]
+    bad = [x for x in ks if x not in Interval("int", 1, n_samples)]
     if bad or not ks:
         raise ValueError(
             f"The 'k' parameter of evaluate must hold ints in [1, n_samples={n_samples}]; got {k!r}."
@@ -162,18 +159,17 @@ def evaluate(
         )
 
     t0 = time.perf_counter()
+    decoding = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
     samples, results = sampling.sample_and_score(
         model,
         tokenizer,
         tasks,
         n=n_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
         timeout=timeout,
         progress=progress,
+        **decoding,
     )
     row_tasks = [tasks[g] for g in samples.group]
     passed = np.array([r.passed for r in results], dtype=bool)
@@ -195,6 +191,7 @@ def evaluate(
         n_samples=n_samples,
         temperature=temperature,
         mean_test_fraction=float(frac.mean()),
+        sandbox_modes=dict(Counter(r.mode for r in results)),
         seconds=time.perf_counter() - t0,
     )
     if return_samples:

@@ -27,7 +27,6 @@ shape, in minutes, with no download:
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -35,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from rewardfilter.validation import check_scalar
 
 __all__ = ["TinyConfig", "build_tiny", "build_tokenizer", "make_tiny_model", "train_causal_lm"]
 
@@ -114,17 +115,9 @@ class TinyConfig:
             "batch_size",
             "max_per_family",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"The {name!r} parameter of TinyConfig must be an int >= 1; got {value!r}."
-                )
+            check_scalar(getattr(self, name), name, "TinyConfig", "int", min_val=1)
         for name in ("pretrain_steps", "sft_steps", "warmup_steps", "eval_per_family", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(
-                    f"The {name!r} parameter of TinyConfig must be an int >= 0; got {value!r}."
-                )
+            check_scalar(getattr(self, name), name, "TinyConfig", "int", min_val=0)
         if self.architecture not in ("llama", "gpt2"):
             raise ValueError(
                 f"The 'architecture' parameter of TinyConfig must be 'llama' or 'gpt2'; got {self.architecture!r}."
@@ -273,7 +266,9 @@ def train_causal_lm(
         The loss of every step, for the caller's report.
     """
     import torch
+    from torch.nn.utils.rnn import pad_sequence
     from tqdm.auto import tqdm
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
     if steps == 0:
         return []
@@ -282,13 +277,9 @@ def train_causal_lm(
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    # linear warm-up from 0 (step k at k/W of the peak), then cosine decay to 10% of it:
+    # transformers' "cosine_with_min_lr" (the former own schedule ran step k at (k+1)/W)
+    sched = get_cosine_with_min_lr_schedule_with_warmup(opt, warmup_steps, steps, min_lr_rate=0.1)
     rng = random.Random(seed)
     order: list[int] = []
     losses: list[float] = []
@@ -301,14 +292,14 @@ def train_causal_lm(
             order.extend(fresh)
         idx, order = order[:batch_size], order[batch_size:]
         batch = [examples[i] for i in idx]
-        T = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
-        attn = torch.zeros((len(batch), T), dtype=torch.long)
-        lmask = torch.zeros((len(batch), T), dtype=torch.float)
-        for r, (x, m) in enumerate(batch):
-            ids[r, : len(x)] = torch.tensor(x)
-            attn[r, : len(x)] = 1
-            lmask[r, : len(m)] = torch.tensor(m, dtype=torch.float)
+        ids, attn, lmask = (
+            pad_sequence(rows, batch_first=True, padding_value=value)
+            for rows, value in (
+                ([torch.tensor(x, dtype=torch.long) for x, _ in batch], pad_id),
+                ([torch.ones(len(x), dtype=torch.long) for x, _ in batch], 0),
+                ([torch.tensor(m, dtype=torch.float) for _, m in batch], 0.0),
+            )
+        )
         ids, attn, lmask = ids.to(device), attn.to(device), lmask.to(device)
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
         target, m = ids[:, 1:], lmask[:, 1:]

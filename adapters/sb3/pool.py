@@ -9,8 +9,9 @@ it keeps, measured *offline* on responses of one policy. The control analogue:
 2. :func:`pool_metrics` computes, for every filter on that pool, the filtered R²,
    the within-group Spearman and the noise MSE on kept episodes, and the share
    of contexts whose noisy best is the true best;
-3. :func:`permutation_spearman` tests whether the filters' offline R² ranks
-   them as their training outcome does (Spearman ρ, one-sided permutation p).
+3. :func:`permutation_spearman` (from :mod:`rewardfilter.ranking`, re-exported
+   here) tests whether the filters' offline R² ranks them as their training
+   outcome does (Spearman ρ, one-sided permutation p).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-import rewardfilter as rf
 from rewardfilter.adapters.sb3.grouping import make_grouped_vec_env
-from rewardfilter.adapters.sb3.stats import top1_correct
+from rewardfilter.ranking import permutation_spearman, pool_reliability
 from rewardfilter.validation import check_scalar
+
+__all__ = ["collect_pool", "permutation_spearman", "pool_metrics"]
 
 
 def collect_pool(
@@ -96,15 +98,6 @@ def collect_pool(
     }
 
 
-def _within_group_spearman(noisy: np.ndarray, true: np.ndarray, groups: np.ndarray) -> float:
-    values = []
-    for g in np.unique(groups):
-        m = groups == g
-        if m.sum() >= 2 and np.ptp(noisy[m]) > 0 and np.ptp(true[m]) > 0:
-            values.append(rf.spearman(noisy[m], true[m]))
-    return float(np.mean(values)) if values else float("nan")
-
-
 def pool_metrics(
     specs: Sequence[str],
     pool: dict[str, Any],
@@ -112,65 +105,17 @@ def pool_metrics(
     rng: np.random.Generator | int | None = 0,
     draws: int = 20,
 ) -> list[dict[str, Any]]:
-    """Per filter, on the kept episodes of the pool (averaged over ``draws`` draws of its
-    randomness): ``filtered_r2``, ``within_group_spearman`` (groups with 2 or more kept),
-    ``noise_mse`` (mean squared noisy - true return) and ``kept_fraction``; plus the pool's
-    ``top1_correct``, the same for every filter."""
-    check_scalar(draws, "draws", "pool_metrics", "int", min_val=1)
-    gen = np.random.default_rng(rng)
-    noisy, true, groups = pool["noisy"], pool["true"], pool["groups"]
-    top1 = top1_correct(noisy, true, groups)
-    rows = []
-    for spec in specs:
-        filt = rf.make_filter(spec)
-        ens = pool.get("ensemble")
-        r2s, rhos, mses, kept = [], [], [], []
-        for _ in range(draws):
-            w = filt.weights(noisy, groups, rng=gen, ensemble=ens if filt.needs_ensemble else None)
-            k = w > 0
-            kept.append(k.mean())
-            if k.sum() >= 2:
-                r2s.append(rf.r2(noisy, true, weights=w))
-            rhos.append(_within_group_spearman(noisy[k], true[k], groups[k]))
-            mses.append(rf.mse(noisy[k], true[k]) if k.any() else np.nan)
-
-        def mean(values: list[float]) -> float:
-            finite = [v for v in values if np.isfinite(v)]
-            return float(np.mean(finite)) if finite else float("nan")
-
-        rows.append(
-            {
-                "filter": filt.spec,
-                "filtered_r2": mean(r2s),
-                "within_group_spearman": mean(rhos),
-                "noise_mse": mean(mses),
-                "kept_fraction": mean(kept),
-                "top1_correct": top1,
-            }
-        )
-    return rows
-
-
-def permutation_spearman(
-    x: Sequence[float],
-    y: Sequence[float],
-    *,
-    permutations: int = 10_000,
-    rng: np.random.Generator | int | None = 0,
-) -> tuple[float, float]:
-    """Spearman ρ between ``x`` (e.g. offline filtered R² per filter) and ``y`` (their IQM),
-    and the one-sided permutation p-value P(ρ_perm >= ρ) over shuffles of ``y``."""
-    check_scalar(permutations, "permutations", "permutation_spearman", "int", min_val=1)
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if xa.shape != ya.shape or xa.ndim != 1 or xa.shape[0] < 3:
-        raise ValueError(
-            "The 'x' and 'y' parameters of permutation_spearman must be 1-D of one length >= 3; "
-            f"got shapes {xa.shape} and {ya.shape}."
-        )
-    from scipy.stats import rankdata
-
-    rho = rf.spearman(xa, ya)
-    rx, ry = rankdata(xa), rankdata(ya)
-    gen = np.random.default_rng(rng)
-    perm = np.array([np.corrcoef(rx, gen.permutation(ry))[0, 1] for _ in range(permutations)])
-    return float(rho), float((1 + (perm >= rho - 1e-12).sum()) / (permutations + 1))
+    """Per filter, :func:`rewardfilter.ranking.pool_reliability` on a pool of
+    :func:`collect_pool`: ``filtered_r2``, ``within_group_spearman``, ``noise_mse``
+    (noisy vs true return), ``kept_fraction``, ``kept_score_mean`` on the kept episodes,
+    averaged over ``draws`` draws of the filter's randomness, and the pool's
+    ``top1_correct`` and ``top1_chance``."""
+    return pool_reliability(
+        pool["noisy"],
+        pool["true"],
+        pool["groups"],
+        specs,
+        ensemble=pool.get("ensemble"),
+        rng=rng,
+        draws=draws,
+    )

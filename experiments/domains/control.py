@@ -19,9 +19,12 @@ The logged ``filtered_r2`` is pooled over the finished episodes of every
 rollout since the previous evaluation (see :func:`pooled_r2`); ``adaptive``
 is refitted on the last ``hparams.adaptive_window`` rollouts (default 8).
 
-Every method sees the same number of environment steps; filters train on
-fewer of them, which ``samples_used`` (cumulative kept transitions) records so
-the report can also compare at equal numbers of gradient samples.
+Every method sees the same number of environment steps unless it has a budget
+of its own (``methods[].budget``: e.g. a filter that samples N = 8 on 4x the
+envs and keeps 2 runs 4x the steps of PPO-M at N = 2, so both make as many
+updates on as many kept samples); filters train on fewer of them, which
+``samples_used`` (cumulative kept transitions) records so the report can also
+compare at equal numbers of gradient samples.
 
 Hyperparameters (``run["hparams"]``): ``n_envs`` (default 8), ``env_kwargs``
 (extra ``gymnasium.make`` arguments, e.g. ``episode_level``), ``policy`` (default
@@ -102,13 +105,12 @@ def pooled_r2(episodes: list[dict[str, Any]]) -> tuple[float, float]:
 
     if not episodes:
         return math.nan, math.nan
-    noisy = np.concatenate([e["noisy"] for e in episodes])
-    true = np.concatenate([e["true"] for e in episodes])
-    weights = np.concatenate([e["weights"] for e in episodes])
-    if noisy.size == 0:
+    pooled = {k: np.concatenate([e[k] for e in episodes]) for k in ("noisy", "true", "weights")}
+    if pooled["noisy"].size == 0:
         return math.nan, math.nan
-    filtered = rf.r2(noisy, true, weights=weights) if (weights > 0).any() else math.nan
-    return filtered, rf.r2(noisy, true)
+    groups = np.concatenate([e["groups"] for e in episodes])
+    stats = rf.filter_stats(pooled["noisy"], pooled["weights"], groups, scores=pooled["true"])
+    return stats.filtered_r2, stats.r2  # the core's one statistics record
 
 
 def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

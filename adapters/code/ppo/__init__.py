@@ -2,7 +2,8 @@
 
 Modules: :mod:`.losses` (the pure math), :mod:`.experience` (rollouts, the
 per-token tensors PPO trains on, expected filter weights), :mod:`.trainer`
-(:class:`PFPPOTrainer`: the loop and the update), :mod:`.build`
+(:class:`PFPPOTrainer`: the loop), :mod:`.filtering` (step 4, the filter),
+:mod:`.update` (step 6, the clipped updates), :mod:`.build`
 (``from_pretrained``), :mod:`.parallel` (Accelerate), :mod:`.stats` (reward
 normalisation, pooled statistics, the log record), :mod:`.checkpoint`.
 
@@ -12,29 +13,8 @@ against the former ``ppo`` module keeps working.
 """
 
 from ..config import PFPPOConfig
-from .losses import (
-    aggregate,
-    approx_kl,
-    gae,
-    kl_penalised_rewards,
-    last_token_index,
-    masked_mean,
-    masked_whiten,
-    policy_loss,
-    value_loss,
-)
+from . import losses
+from .losses import *  # noqa: F403  (the pure math, re-exported under its former path)
 from .trainer import PFPPOTrainer
 
-__all__ = [
-    "PFPPOConfig",
-    "PFPPOTrainer",
-    "aggregate",
-    "approx_kl",
-    "gae",
-    "kl_penalised_rewards",
-    "last_token_index",
-    "masked_mean",
-    "masked_whiten",
-    "policy_loss",
-    "value_loss",
-]
+__all__ = ["PFPPOConfig", "PFPPOTrainer", *losses.__all__]

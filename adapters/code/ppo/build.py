@@ -110,16 +110,18 @@ def check_inputs(config: Any, tasks: Any, reward: Any) -> tuple[list[Any], rf.Fi
     missing = [i for i, t in enumerate(tasks) if not isinstance(getattr(t, "prompt", None), str)]
     if missing:
         raise ValueError(f"Every task needs a string 'prompt'; task {missing[0]} has none.")
-    if not (isinstance(reward, str) and reward == "true") and not (
-        hasattr(reward, "score_members") or hasattr(reward, "score") or callable(reward)
-    ):
+    from ..reward.model import has_reward_api
+
+    if not (isinstance(reward, str) and reward == "true") and not has_reward_api(reward):
         raise ValueError(
-            "reward must have score_members(...) or score(...), be a callable, or be 'true'."
+            "reward must have predict_members(...) or predict(...), be a callable, or be 'true'."
         )
     filt = rf.make_filter(config.filter)
-    if filt.needs_ensemble and not hasattr(reward, "score_members"):
+    if filt.needs_ensemble and not (
+        hasattr(reward, "predict_members") or hasattr(reward, "score_members")
+    ):
         raise ValueError(
             f"Filter {filt.spec!r} needs a reward-model ensemble: reward must have "
-            "score_members(prompts, completions)."
+            "predict_members(prompts, completions)."
         )
     return tasks, filt

@@ -159,7 +159,7 @@ def expected_weights(
     import rewardfilter as rf
 
     rng = rng if rng is not None else np.random.default_rng(0)
-    inner = filt.chosen_ if isinstance(filt, rf.AdaptiveFilter) else filt
+    inner = filt.resolved  # adaptive: the filter it chose
     if weights is None:
         weights = filt.weights(rewards, groups, rng=rng, ensemble=ensemble)
     weights = np.asarray(weights, dtype=float)

@@ -9,7 +9,6 @@ iterations, both for the logged filtered R² and for fitting ``adaptive``
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 import rewardfilter as rf
+from rewardfilter.io import append_jsonl
 
 __all__ = ["RewardNormaliser", "Window", "finite_or_none", "iteration_record"]
 
@@ -99,12 +99,10 @@ class Window:
             out["members"] = None
         return out
 
-    def r2(self) -> tuple[float, float]:
-        """(filtered R² on the kept samples, R² on all samples) of the pooled window."""
+    def stats(self) -> rf.FilterStats:
+        """:func:`rewardfilter.filter_stats` over the pooled window (its ``filtered_r2``, ``r2``)."""
         p = self.pooled()
-        w = p["weights"]
-        filtered = rf.r2(p["rewards"], p["scores"], w) if (w > 0).any() else float("nan")
-        return float(filtered), float(rf.r2(p["rewards"], p["scores"]))
+        return rf.filter_stats(p["rewards"], p["weights"], p["groups"], scores=p["scores"])
 
 
 # ---- the iteration's log record (methods of PFPPOTrainer) ---------------------
@@ -124,11 +122,18 @@ def global_groups(self, groups: np.ndarray) -> np.ndarray:
 
 
 def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dict:
-    """The iteration's log record, over all processes; filtered R² pooled over the window."""
+    """The iteration's log record, over all processes; filtered R² pooled over the window.
+
+    The filter's numbers come from the one record of the core,
+    :func:`rewardfilter.filter_stats`: this iteration's (kept fraction, reward
+    and true-score means) and the pooled window's (``filtered_r2``, ``r2_all``).
+    """
     g = {k: np.concatenate(v) for k, v in self._gather(rewards, scores, weights).items()}
     r, s, w = g["rewards"], g["scores"], g["weights"]
-    self.window.add(rewards=r, scores=s, weights=w, groups=self._global_groups(rollout.groups))
-    filtered_r2, r2_all = self.window.r2()
+    groups = self._global_groups(rollout.groups)
+    now = rf.filter_stats(r, w, groups, scores=s, fallback=self.last_fallback)
+    self.window.add(rewards=r, scores=s, weights=w, groups=groups)
+    pooled = self.window.stats()
     m = exp.mask
     per_seq_kl = exp.kl.sum(-1)
     sums = torch.tensor(
@@ -145,29 +150,29 @@ def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dic
     self.iteration += 1
     self.samples_generated += len(r)
     self.samples_used += int(n_used)  # samples that entered a gradient update
-    kept = w > 0
     return {
         "iteration": self.iteration,
-        "samples": len(r),
+        "samples": now.n_samples,
         "samples_generated": self.samples_generated,
         "samples_used": self.samples_used,
-        "reward_mean": float(r.mean()),
-        "reward_kept_mean": float(np.average(r, weights=w)),
-        "true_score_mean": float(s.mean()),
+        "gradient_steps": self.gradient_steps,
+        "reward_mean": now.reward_mean,
+        "reward_kept_mean": now.kept_reward_mean,
+        "true_score_mean": now.score_mean,
         "true_pass_rate": float((s >= 1.0).mean()),
         "true_pass_rate_kept": float(np.average(s >= 1.0, weights=w)),
-        "kept_fraction": float(kept.mean()),
-        "fallback": self.last_fallback,
-        "filtered_r2": finite_or_none(filtered_r2),
-        "r2_all": finite_or_none(r2_all),
+        "kept_fraction": now.kept_fraction,
+        "fallback": now.fallback,
+        "filtered_r2": finite_or_none(pooled.filtered_r2),
+        "r2_all": finite_or_none(pooled.r2),
         "filtered_r2_window": len(self.window.items),
         "kl": kl_sum / max(n_exp, 1.0),  # per-sequence KL to the reference, forwarded samples
         "response_len": n_tokens / len(r),
         "response_tokens": n_tokens,
         "trained_tokens": n_trained_tokens,
         "filter": self.filter.spec
-        if not isinstance(self.filter, rf.AdaptiveFilter)
-        else f"adaptive->{self.filter.chosen_.spec}",
+        if self.filter.resolved is self.filter
+        else f"{self.filter.spec}->{self.filter.resolved.spec}",
         "policy_lr": self.policy_sched.get_last_lr()[0],
         **stats,
     }
@@ -177,5 +182,4 @@ def write_log(self, record: dict) -> None:
     self.history.append(record)
     if self.log_path is not None and self.dist.is_main:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_jsonl(self.log_path, record)

@@ -5,8 +5,8 @@ PF-PPO (Shen & Zhang et al., arXiv 2409.06957):
 
 1. take a batch of prompts (code tasks);
 2. sample N responses per prompt (temperature, top-p);
-3. score them with the reward model (and its ensemble members), and with the
-   true score (the fraction of unit tests passed, from the sandbox) for logging;
+3. their rewards from the reward model (and its ensemble members), and their
+   true scores (the fraction of unit tests passed, from the sandbox) for logging;
 4. filter each prompt's group with the core (:func:`rewardfilter.make_filter`);
 5. per-token rewards = ``-kl_coef * (log pi - log pi_ref)`` plus the
    normalised reward at the last scored token; GAE (gamma, lambda);
@@ -15,9 +15,10 @@ PF-PPO (Shen & Zhang et al., arXiv 2409.06957):
 7. log (JSONL + progress bar) and checkpoint.
 
 The pure math lives in :mod:`.losses`; rollouts and experience in
-:mod:`.experience`; the Accelerate collectives in :mod:`.parallel`; reward
-normalisation and the pooled statistics in :mod:`.stats`; checkpoints in
-:mod:`.checkpoint`.
+:mod:`.experience`; step 4 (the filter) in :mod:`.filtering`; step 6 (the
+update over epochs x minibatches) in :mod:`.update`; the Accelerate
+collectives in :mod:`.parallel`; reward normalisation and the pooled
+statistics in :mod:`.stats`; checkpoints in :mod:`.checkpoint`.
 
 How a filter is realised
 ------------------------
@@ -47,10 +48,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import math
-import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,21 +56,20 @@ from typing import Any
 import numpy as np
 import torch
 
-import rewardfilter as rf
-
 from ..config import PFPPOConfig
 from ..device import select_dtype
 from ..models import disable_dropout, is_lora
 from . import build as _build
 from . import checkpoint as _checkpoint
+from . import filtering as _filtering
 from . import losses
 from . import stats as _stats
+from . import update as _update
 from .checkpoint import STATE as _STATE
 from .experience import (
     Experience,
     Rollout,
     expected_weights,
-    prompt_len_of,
     sandbox_true_score,
     token_logprobs,
     token_values,
@@ -105,9 +102,9 @@ class PFPPOTrainer:
     tasks : sequence of CodeTask
         Training tasks (each needs ``.prompt``); must be non-empty.
     reward : reward model, callable, or "true"
-        Either an object with ``score_members(prompts, completions) -> (K, n)``
+        Either an object with ``predict_members(prompts, completions) -> (K, n)``
         (the reward is the members' mean, the members feed ``uncertainty:``;
-        K = 1 is fine), an object with ``score(prompts, completions) -> (n,)``,
+        K = 1 is fine), an object with ``predict(prompts, completions) -> (n,)``,
         a callable ``(prompts, completions) -> (n,)``, or ``"true"`` to train
         on the true score itself (the oracle). A ``reward_stats`` attribute
         (``{"mean", "std"}``) is used by ``reward_norm="model"``.
@@ -177,7 +174,7 @@ class PFPPOTrainer:
         self._policy_train = self.dist.prepare(self.policy)  # DDP wrappers (or the models)
         self._critic_train = self.dist.prepare(self.critic)
         if isinstance(reward, torch.nn.Module) or hasattr(reward, "members"):
-            reward.to(self.device)  # a reward model scores on this process's device
+            reward.to(self.device)  # a reward model predicts on this process's device
         self.tasks, self.reward = tasks, reward
         self.true_score = true_score if true_score is not None else sandbox_true_score
 
@@ -202,6 +199,7 @@ class PFPPOTrainer:
         self.rng = np.random.default_rng([config.seed, self.dist.rank])  # this process's draws
         torch.manual_seed(config.seed + self.dist.rank)
         self.iteration = self.samples_generated = self.samples_used = 0
+        self.gradient_steps = 0  # the policy's optimiser steps so far (every process takes as many)
         self._order = self.order_rng.permutation(len(tasks))
         self._cursor = 0
         self.normaliser = RewardNormaliser(config.reward_norm, config.reward_clip, reward)
@@ -216,36 +214,9 @@ class PFPPOTrainer:
         )
         self.log_path = Path(log) if log else None
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_path: str | os.PathLike,
-        tasks: Sequence[Any],
-        reward: Any,
-        config: PFPPOConfig | None = None,
-        *,
-        critic_path: str | os.PathLike | None = None,
-        lora: dict | None = None,
-        critic_lora: dict | None = None,
-        true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
-    ) -> PFPPOTrainer:
-        """Build a trainer from a local causal-LM directory (the CLI's and the runner's path).
-
-        The critic starts from the reward model (``config.critic_init``, the
-        authors' choice) or the policy; ``lora`` / ``critic_lora`` train LoRA
-        adapters. See :func:`.build.from_pretrained`.
-        """
-        return _build.from_pretrained(
-            cls,
-            model_path,
-            tasks,
-            reward,
-            config,
-            critic_path=critic_path,
-            lora=lora,
-            critic_lora=critic_lora,
-            true_score=true_score,
-        )
+    #: Build a trainer from a local causal-LM directory (the CLI's and the runner's path):
+    #: see :func:`.build.from_pretrained`.
+    from_pretrained = classmethod(_build.from_pretrained)
 
     # =====================================================================
     # one iteration
@@ -259,8 +230,8 @@ class PFPPOTrainer:
         # 2. N responses per prompt (temperature, top-p)
         rollout = self.generate(tasks)
         t_gen = time.perf_counter()
-        # 3. reward-model scores (and ensemble members); true scores from the sandbox
-        rewards, members = self.score_reward(rollout)
+        # 3. rewards from the reward model (and its members); true scores from the sandbox
+        rewards, members = self.predict_rewards(rollout)
         scores = np.asarray(self.true_score(rollout.tasks, rollout.completions), dtype=float)
         t_score = time.perf_counter()
         # 4. the core filter, per prompt group (adaptive: refitted on the pooled window)
@@ -371,34 +342,14 @@ class PFPPOTrainer:
             completions=list(samples.completions),
         )
 
-    def score_reward(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
-        """Reward of each sample (and the ensemble members' scores when the reward model has them)."""
+    def predict_rewards(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
+        """Reward of each sample (and each ensemble member's, when the reward model has members)."""
         if isinstance(self.reward, str):  # "true": the oracle trains on the true score itself
             scores = self.true_score(rollout.tasks, rollout.completions)
             return np.asarray(scores, dtype=float), None
-        prompts = [t.prompt for t in rollout.tasks]
-        if hasattr(self.reward, "score_members"):
-            members = np.asarray(
-                self.reward.score_members(prompts, rollout.completions), dtype=float
-            )
-            if members.ndim != 2 or members.shape[1] != len(prompts):
-                raise ValueError(
-                    f"score_members must return a (K, n={len(prompts)}) array; got shape {members.shape}."
-                )
-            return members.mean(axis=0), members
-        fn = self.reward.score if hasattr(self.reward, "score") else self.reward
-        rewards = np.asarray(fn(prompts, rollout.completions), dtype=float).reshape(-1)
-        if rewards.shape[0] != len(prompts):
-            raise ValueError(
-                f"The reward returned {rewards.shape[0]} scores for {len(prompts)} samples."
-            )
-        return rewards, None
+        from ..reward.model import predict_rewards
 
-    def _ensemble_for_filter(self, members: np.ndarray | None) -> np.ndarray | None:
-        """The members go to the filter when it needs them or when they can disagree (K >= 2)."""
-        if members is None or (members.shape[0] < 2 and not self.filter.needs_ensemble):
-            return None
-        return members
+        return predict_rewards(self.reward, [t.prompt for t in rollout.tasks], rollout.completions)
 
     def filter_weights(
         self,
@@ -407,44 +358,8 @@ class PFPPOTrainer:
         members: np.ndarray | None,
         scores: np.ndarray,
     ) -> np.ndarray:
-        """The core filter's weight per sample, ranked within each prompt's group.
-
-        ``adaptive`` is refitted every iteration on the labelled samples of
-        the last ``adaptive_window`` iterations of all processes (unless it
-        arrives fitted and nothing has been pooled yet). An iteration whose
-        filter keeps nothing on any process falls back to keeping everything,
-        with a warning (as the SB3 buffer does).
-        """
-        ensemble = self._ensemble_for_filter(members)
-        if isinstance(self.filter, rf.AdaptiveFilter):
-            now = {k: np.concatenate(v) for k, v in self._gather(rewards, scores).items()}
-            now["groups"] = self._global_groups(groups)
-            mem = self.dist.gather(ensemble)
-            now["members"] = None if any(m is None for m in mem) else np.concatenate(mem, axis=1)
-            pool = self.window.pooled(extra=now)
-            fit_rng = np.random.default_rng([self.config.seed, self.iteration])
-            self.filter.fit(
-                pool["rewards"],
-                pool["scores"],
-                pool["groups"],
-                rng=fit_rng,
-                ensemble=pool["members"],
-            )
-        weights = np.asarray(
-            self.filter.weights(rewards, groups, rng=self.rng, ensemble=ensemble), dtype=float
-        )
-        n_kept = self.dist.sum(torch.tensor([float((weights > 0).sum())], device=self.device))
-        self.last_fallback = bool(n_kept.item() == 0)
-        if self.last_fallback:
-            warnings.warn(
-                f"Filter {self.filter.spec!r} kept no sample in iteration {self.iteration + 1}; "
-                "training on every sample of it instead (unfiltered).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            weights = np.ones_like(weights)
-        self.last_weights = weights
-        return weights
+        """The core filter's weight per sample (:func:`.filtering.filter_weights`)."""
+        return _filtering.filter_weights(self, rewards, groups, members, scores)
 
     @torch.no_grad()
     def make_experience(
@@ -503,7 +418,7 @@ class PFPPOTrainer:
                 rewards,
                 rollout.groups,
                 weights if not self.last_fallback else None,
-                ensemble=self._ensemble_for_filter(members),
+                ensemble=_filtering.ensemble_for_filter(self.filter, members),
                 rng=self.rng,
             )
             probs = ew / ew.sum() if ew.sum() > 0 else None
@@ -530,106 +445,9 @@ class PFPPOTrainer:
             placeholder,
         )
 
-    def update(self, exp: Experience, weights: np.ndarray | None = None) -> dict:
-        """Clipped PPO policy and value updates over epochs and minibatches.
-
-        Each epoch orders this process's rows (a permutation, or weighted
-        draws with replacement); every process then takes the same number of
-        optimiser steps, each over ``minibatch_size / num_processes`` rows of
-        its own (an empty share still joins the gradient all-reduce).
-        """
-        cfg = self.config
-        m = 0 if exp.placeholder else exp.index.shape[0]
-        local_mb = max(1, cfg.minibatch_size // self.dist.world_size)
-        self.policy.train()
-        self.critic.train()
-        acc: dict[str, list[float]] = {}
-        trained: set[int] = set()
-        tokens = 0.0
-        for _ in range(cfg.ppo_epochs):
-            if m == 0:
-                order = np.zeros(0, dtype=int)
-            elif exp.sample_probs is not None:
-                order = self.rng.choice(m, size=m, p=exp.sample_probs)
-            else:
-                order = self.rng.permutation(m)
-            n_steps = self.dist.max_int(math.ceil(len(order) / local_mb))
-            for s in range(n_steps):
-                rows = order[s * local_mb : (s + 1) * local_mb]
-                for k, v in self._optimiser_step(exp, rows).items():
-                    acc.setdefault(k, []).append(v)
-                picked = torch.as_tensor(rows, dtype=torch.long)
-                trained.update(exp.index[picked].tolist())
-                tokens += float(exp.mask[picked].sum())
-        self.last_trained = sorted(trained)
-        self.last_trained_tokens = tokens  # response tokens through forward/backward, repeats too
-        out = {k: float(np.mean(v)) for k, v in acc.items()}
-        for k in ("policy_loss", "value_loss"):  # each process holds its share of the global loss
-            if k in out:
-                out[k] = float(self.dist.sum(torch.tensor([out[k]], device=self.device)).item())
-        return out
-
-    def _optimiser_step(self, exp: Experience, rows: np.ndarray) -> dict[str, float]:
-        """One optimiser step over ``rows``: micro-batches accumulate, the last one syncs."""
-        cfg, world = self.config, self.dist.world_size
-        empty = len(rows) == 0
-        idx = torch.as_tensor(rows if not empty else np.array([0]), dtype=torch.long)
-        mask = exp.mask[idx] * (0.0 if empty else 1.0)
-        lw = exp.loss_weights[idx] if exp.loss_weights is not None else None
-        # the denominator of the loss mean is global: all processes' tokens (or responses)
-        ones = torch.ones(mask.shape[0], device=mask.device) if lw is None else lw
-        local = (
-            (mask.sum(-1) * ones).sum()
-            if cfg.loss_aggregation == "token_mean"
-            else ((mask.sum(-1) > 0).float() * ones).sum()
-        )
-        denom = self.dist.sum(local.reshape(1)).squeeze(0)
-        micro = cfg.micro_batch_size or len(idx)
-        chunks = [idx[i : i + micro] for i in range(0, len(idx), micro)]
-        self.policy_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        plen = prompt_len_of(exp)
-        totals = {"policy_loss": 0.0, "value_loss": 0.0}
-        stats: dict[str, list[float]] = {}
-        for j, c in enumerate(chunks):
-            sync = j == len(chunks) - 1
-            cmask = mask[j * micro : j * micro + len(c)]
-            clw = lw[j * micro : j * micro + len(c)] if lw is not None else None
-            ctx = (
-                contextlib.nullcontext()
-                if sync
-                else self.dist.no_sync(self._policy_train, self._critic_train)
-            )
-            with ctx:
-                with self._autocast():
-                    new_lp = self._logprobs(
-                        self._policy_train, exp.input_ids[c], exp.attention_mask[c], plen
-                    )
-                    new_v = self._values(
-                        self._critic_train, exp.input_ids[c], exp.attention_mask[c], plen
-                    )
-                kw = {"aggregation": cfg.loss_aggregation, "normaliser": denom}
-                pg, pg_stats = losses.policy_loss(
-                    new_lp.float(), exp.logprobs[c], exp.advantages[c], cmask, cfg.clip, clw, **kw
-                )
-                vf, vf_stats = losses.value_loss(
-                    new_v.float(), exp.values[c], exp.returns[c], cmask, cfg.value_clip, clw, **kw
-                )
-                # DDP averages gradients over processes: scale so that they add up instead
-                self.scaler.scale((pg + vf) * world).backward()
-            totals["policy_loss"] += float(pg.detach())
-            totals["value_loss"] += float(vf.detach())
-            for k, v in {**pg_stats, **vf_stats}.items():
-                stats.setdefault(k, []).append(float(v))
-        for opt, model in ((self.policy_opt, self.policy), (self.critic_opt, self.critic)):
-            self.scaler.unscale_(opt)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            self.scaler.step(opt)
-        self.scaler.update()
-        self.policy_sched.step()
-        self.critic_sched.step()
-        return {**totals, **{k: float(np.mean(v)) for k, v in stats.items()}}
+    def update(self, exp: Experience) -> dict:
+        """Clipped PPO policy and value updates over epochs and minibatches (:func:`.update.update`)."""
+        return _update.update(self, exp)
 
     # ---- forward helpers -------------------------------------------------
     def _logprobs(

@@ -33,7 +33,7 @@ def evaluate_reward_model(reward, data: RewardData) -> dict:
     Parameters
     ----------
     reward : RewardModel or RewardEnsemble
-        Anything with ``score``; ``score_members`` adds the ensemble's mean
+        Anything with ``predict``; ``predict_members`` adds the ensemble's mean
         disagreement and each member's accuracy.
     data : RewardData
         Responses the model was *not* trained on.
@@ -49,15 +49,12 @@ def evaluate_reward_model(reward, data: RewardData) -> dict:
     """
     import rewardfilter as rf
 
+    from .model import predict_rewards
+
     if len(data) == 0:
         raise ValueError("evaluate_reward_model needs labelled responses; got an empty RewardData.")
     groups = data.groups
-    members = None
-    if hasattr(reward, "score_members"):
-        members = np.asarray(reward.score_members(data.prompts, data.completions), dtype=float)
-        rewards = members.mean(axis=0)
-    else:
-        rewards = np.asarray(reward.score(data.prompts, data.completions), dtype=float)
+    rewards, members = predict_rewards(reward, data.prompts, data.completions)
     out = {
         "n_responses": len(data),
         "pairwise_accuracy": pairwise_accuracy(

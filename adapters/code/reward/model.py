@@ -1,16 +1,21 @@
 """The reward model: a scalar head read at the response's last token, and an ensemble of them.
 
-The API the PPO trainer uses is ``score(prompts, completions) -> (n,)`` (the
-ensemble mean) and ``score_members(prompts, completions) -> (K, n)``.
+The API the PPO trainer uses is ``predict(prompts, completions) -> (n,)``
+(the rewards: the ensemble mean) and ``predict_members(prompts, completions)
+-> (K, n)`` (each member's rewards). Words as in the README: a reward model's
+output is a *reward*; *score* is the true score only. ``score`` /
+``score_members`` are deprecated aliases of the two.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +23,69 @@ import torch
 from ..config import RewardModelConfig
 from ..models import ScalarHeadModel, load_tokenizer
 
-__all__ = ["ENSEMBLE_FILE", "RewardEnsemble", "RewardModel"]
+__all__ = ["ENSEMBLE_FILE", "RewardEnsemble", "RewardModel", "has_reward_api", "predict_rewards"]
 
 ENSEMBLE_FILE = "reward_ensemble.json"
+
+
+def has_reward_api(reward: Any) -> bool:
+    """Whether ``reward`` can give rewards: ``predict_members``, ``predict``, or a callable."""
+    return any(hasattr(reward, m) for m in ("predict_members", "predict", *_LEGACY)) or callable(
+        reward
+    )
+
+
+#: former method names (deprecated): what an outside reward object may still have
+_LEGACY = {"score_members": "predict_members", "score": "predict"}
+
+
+def predict_rewards(
+    reward: Any, prompts: Sequence[str], completions: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rewards (n,), members (K, n) or None)`` from a reward model, ensemble or callable.
+
+    The one place that reads a reward object: ``predict_members`` (the
+    rewards are the members' mean), else ``predict``, else a call; an
+    object with only the former names ``score_members`` / ``score`` is read
+    through them with a DeprecationWarning.
+    """
+    n = len(prompts)
+    for old, new in _LEGACY.items():
+        if not hasattr(reward, new) and hasattr(reward, old):
+            warnings.warn(
+                f"A reward object with {old}() is deprecated: name the method {new}().",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+    members_fn = getattr(reward, "predict_members", None) or getattr(reward, "score_members", None)
+    if members_fn is not None:
+        members = np.asarray(members_fn(prompts, completions), dtype=float)
+        if members.ndim != 2 or members.shape[1] != n:
+            raise ValueError(
+                f"predict_members must return a (K, n={n}) array; got shape {members.shape}."
+            )
+        return members.mean(axis=0), members
+    fn = getattr(reward, "predict", None) or getattr(reward, "score", None) or reward
+    rewards = np.asarray(fn(prompts, completions), dtype=float).reshape(-1)
+    if rewards.shape[0] != n:
+        raise ValueError(f"The reward returned {rewards.shape[0]} rewards for {n} samples.")
+    return rewards, None
+
+
+def _deprecated_alias(old: str, new: str):
+    """A method ``old`` that warns and calls ``new`` (former names, kept for callers)."""
+
+    def alias(self, *args, **kwargs):
+        warnings.warn(
+            f"{type(self).__name__}.{old} is deprecated: use {new} (a reward model's output "
+            "is a reward; 'score' means the true score only).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self, new)(*args, **kwargs)
+
+    alias.__name__ = old
+    return alias
 
 
 class RewardModel(ScalarHeadModel):
@@ -48,7 +113,7 @@ class RewardModel(ScalarHeadModel):
             )
         if len(prompts) != len(completions):
             raise ValueError(
-                f"score needs one prompt per completion; got {len(prompts)} prompts and {len(completions)} completions."
+                f"predict needs one prompt per completion; got {len(prompts)} prompts and {len(completions)} completions."
             )
         tok = self.tokenizer
         eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -56,13 +121,8 @@ class RewardModel(ScalarHeadModel):
             (tok(p + c, add_special_tokens=False)["input_ids"] + eos)[-self.max_length :]
             for p, c in zip(prompts, completions, strict=True)
         ]
-        T = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), T), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), T), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[r, : len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        enc = tok.pad({"input_ids": seqs}, padding_side="right", return_tensors="pt")
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     def rewards(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
         """Differentiable rewards, shape ``(n,)`` (used in training)."""
@@ -70,7 +130,7 @@ class RewardModel(ScalarHeadModel):
         return self.last_token_values(ids, mask)
 
     @torch.no_grad()
-    def score(
+    def predict(
         self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 64
     ) -> np.ndarray:
         """Rewards as a numpy array, shape ``(n,)``, in eval mode and batches."""
@@ -87,9 +147,12 @@ class RewardModel(ScalarHeadModel):
             self.train(was)
         return np.concatenate(out).astype(float) if out else np.zeros(0)
 
-    def score_members(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    def predict_members(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """A single model is an ensemble of one: shape ``(1, n)``."""
-        return self.score(prompts, completions)[None, :]
+        return self.predict(prompts, completions)[None, :]
+
+    score = _deprecated_alias("score", "predict")
+    score_members = _deprecated_alias("score_members", "predict_members")
 
     def save_pretrained(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         p = super().save_pretrained(path, {"max_length": self.max_length, **(extra or {})})
@@ -137,16 +200,18 @@ class RewardEnsemble:
             m.to(device)
         return self
 
-    def score_members(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    def predict_members(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """Reward of every member, shape ``(K, n)`` (the core's ``ensemble``)."""
         prompts, completions = list(prompts), list(completions)
-        return np.stack([m.score(prompts, completions) for m in self.members])
+        return np.stack([m.predict(prompts, completions) for m in self.members])
 
-    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+    def predict(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """Ensemble-mean reward, shape ``(n,)``."""
-        return self.score_members(prompts, completions).mean(axis=0)
+        return self.predict_members(prompts, completions).mean(axis=0)
 
-    __call__ = score
+    __call__ = predict
+    score = _deprecated_alias("score", "predict")
+    score_members = _deprecated_alias("score_members", "predict_members")
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """One sub-directory per member plus ``reward_ensemble.json``."""

@@ -22,8 +22,8 @@ Its quality is then *measured* on held-out samples
 between rewards and true scores. With the data sizes of the tiny pipeline
 that R² is well below 1, which is the situation PF-PPO is about.
 
-The API the PPO trainer uses is ``score(prompts, completions) -> (n,)`` (the
-ensemble mean) and ``score_members(prompts, completions) -> (K, n)``.
+The API the PPO trainer uses is ``predict(prompts, completions) -> (n,)`` (the
+ensemble mean) and ``predict_members(prompts, completions) -> (K, n)``.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def train_reward_ensemble(
         members.append(model)
         final_losses.append(float(np.mean(losses[-10:])))
     ens = RewardEnsemble(members, config)
-    train_rewards = ens.score(data.prompts, data.completions)
+    train_rewards = ens.predict(data.prompts, data.completions)
     # stored like the authors' reward model's mean/std: PPO normalises rewards with them
     ens.reward_stats = {"mean": float(train_rewards.mean()), "std": float(train_rewards.std())}
     ens.report = {
@@ -257,15 +257,10 @@ def build_reward_model(
         "heldout", d.heldout_per_family, seed=d.data_seed, families=d.families
     )
     policy, tokenizer = load_policy(policy_path, device=config.device)
-    kw = dict(
-        n_samples=d.n_samples,
-        temperature=d.temperature,
-        top_p=d.top_p,
-        max_new_tokens=d.max_new_tokens,
-        batch_size=d.sample_batch_size,
-        tokenizer=tokenizer,
-        progress=progress,
-    )
+    kw = {
+        name: getattr(d, name) for name in ("n_samples", "temperature", "top_p", "max_new_tokens")
+    }
+    kw.update(batch_size=d.sample_batch_size, tokenizer=tokenizer, progress=progress)
     t0 = time.perf_counter()
     train = collect_reward_data(policy, train_tasks, seed=d.data_seed, **kw)
     held = collect_reward_data(policy, held_tasks, seed=d.data_seed + 1, **kw)
