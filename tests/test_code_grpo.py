@@ -97,6 +97,14 @@ def test_pfgrpo_takes_ppo_epochs_passes_and_needs_whole_minibatches(micro, tmp_p
     run_code(run, logged.append)
     assert [r["gradient_steps"] for r in logged] == [0, 4]  # 2 epochs x 2 minibatches
     assert logged[-1]["samples_used"] == 4  # kept completions, each counted once
+    # PF-PPO's precision on a CPU (float32), not TRL's default bf16 ...
+    (ckpt,) = (tmp_path / "grpo").glob("checkpoint-*")
+    args = torch.load(ckpt / "training_args.bin", weights_only=False)
+    assert not args.bf16 and not args.fp16
+    # ... and no Accelerate state left behind: a PF-PPO trainer built next computes in float32
+    from rewardfilter.adapters.code.ppo.parallel import Parallel
+
+    assert Parallel("cpu").mixed_precision == "no"
     run = grpo_run(micro, tmp_path / "bad", steps=1)
     run["hparams"]["minibatch_size"] = 4
     with pytest.raises(ValueError, match="'minibatch_size'.*divide.*6.*got 4"):

@@ -20,7 +20,8 @@ What maps to what:
   ``steps`` iterations -> ``max_steps``; ``policy_lr`` -> ``learning_rate``;
   ``kl_coef`` -> ``beta``; ``max_new_tokens`` -> ``max_completion_length``;
   ``temperature``, ``top_p``, ``max_grad_norm``, ``adam_beta1``/``adam_beta2``;
-  ``lr_schedule`` (cosine / constant) with ``warmup_ratio``; ``seed``;
+  ``lr_schedule`` (cosine / constant) with ``warmup_ratio``; ``seed``; ``dtype`` (as
+  PF-PPO resolves it: float32 on a CPU, not TRL's default bf16);
 * any other :class:`~rewardfilter.adapters.trl.PFGRPOConfig` field through the
   ``grpo`` mapping (e.g. ``{loss_type: grpo, filter_advantages: kept}``).
 
@@ -115,8 +116,14 @@ def _config(run: dict[str, Any], setup: dict[str, Any], score_func: Callable, me
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    from rewardfilter.adapters.code.device import select_dtype
+
+    # PF-PPO's precision (float32 on a CPU); TRL's own default would be bf16
+    dtype = str(select_dtype(hp.get("dtype", defaults.dtype), device)).removeprefix("torch.")
     kwargs = {
         **LOCAL_RUN,
+        "bf16": dtype == "bfloat16",
+        "fp16": dtype == "float16",
         **{field: value[key] for key, field in _MAPPED.items()},
         "output_dir": str(Path(run["out_dir"]) / "grpo"),
         "use_cpu": device == "cpu",
@@ -238,11 +245,18 @@ def run_code_grpo(
             add_record(records, out, rec, log)  # before TRL's checkpoint of this step
             return control
 
-    if resumed is None or resumed < setup["steps"]:
-        trainer.add_callback(Evaluate())
-        trainer.train(resume_from_checkpoint=last)
-        trainer.save_model(str(Path(config.output_dir) / "policy"))
-        tokenizer.save_pretrained(str(Path(config.output_dir) / "policy"))
+    try:
+        if resumed is None or resumed < setup["steps"]:
+            trainer.add_callback(Evaluate())
+            trainer.train(resume_from_checkpoint=last)
+            trainer.save_model(str(Path(config.output_dir) / "policy"))
+            tokenizer.save_pretrained(str(Path(config.output_dir) / "policy"))
+    finally:
+        # Accelerate's state is process-wide: leave none behind for the next run in this
+        # worker (a PF-PPO trainer would read its mixed precision as its compute dtype)
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     return final_record(records)
 
 
