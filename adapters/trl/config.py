@@ -44,7 +44,7 @@ class PFGRPOConfig(GRPOConfig):
         default="none",
         metadata={
             "help": "Which completions of each prompt's group train the policy: any rewardfilter spec "
-            f"({rf.ACCEPTED_SPECS}; group-level specs and '+' compositions where the core offers them). "
+            f"({rf.accepted_specs()}). "
             "The filter ranks the completions of a group by the reward TRL computes (the weighted sum of "
             "the reward functions); a completion with weight 0 leaves the loss, a non-binary weight "
             "('rank:...') scales the completion's advantage."
