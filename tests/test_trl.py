@@ -417,6 +417,32 @@ def test_filtered_r2_and_spearman_are_the_cores_on_the_kept_completions(tiny_dir
     assert metrics["filter/true_score"] == [pytest.approx(scores.mean())]
 
 
+def test_the_logged_statistics_are_the_cores_one_record(tiny_dir, tmp_path, monkeypatch):
+    records = []
+
+    def spy(*args, **kwargs):
+        records.append(filter_stats(*args, **kwargs))
+        return records[-1]
+
+    filter_stats = rf.filter_stats
+    monkeypatch.setattr(rf, "filter_stats", spy)
+    trainer = make_trainer(tiny_dir, tmp_path, filter="br", true_score_func=length_score)
+    out = one_generation(trainer)
+    assert len(records) == 1  # one record per generation batch, computed by the core
+    record, metrics = records[0], trainer._metrics["train"]
+    w = out["pf_weight"].numpy().astype(float)
+    assert record.n_samples == w.shape[0] and record.n_kept == int((w > 0).sum())
+    for field, key in [
+        ("kept_fraction", "filter/kept_fraction"),
+        ("groups_dropped", "filter/groups_dropped"),
+        ("score_mean", "filter/true_score"),
+        ("r2", "filter/r2_all"),
+        ("filtered_r2", "filter/r2_kept"),
+        ("filtered_spearman", "filter/spearman_kept"),
+    ]:
+        assert metrics[key] == [pytest.approx(getattr(record, field))], key
+
+
 def constant_score(completions, **kwargs):
     return [0.0] * len(completions)
 
