@@ -137,6 +137,47 @@ def test_the_number_check_finder_finds_the_idiom(tmp_path):
     assert tested[:2] == [{"bool"}, {"int"}]
 
 
+#: the reward model's former method names (adapters/code/reward/model.py keeps them as
+#: deprecated aliases of ``predict`` / ``predict_members``)
+DEPRECATED_METHODS = {"score", "score_members"}
+
+
+def deprecated_calls_and_family_parsing(tree: ast.AST) -> list[tuple[int, str]]:
+    """Calls of a deprecated reward-model method, and task families cut out of a task id by
+    hand (``task_id.split("/")[i]``) instead of ``adapters.code.evaluate.task_family``."""
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in DEPRECATED_METHODS
+        ):
+            found.append((node.lineno, f"calls .{node.func.attr}()"))
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and node.value.func.attr == "split"
+            and "task_id" in ast.unparse(node.value.func.value)
+        ):
+            found.append((node.lineno, "splits a task id (use task_family)"))
+    return found
+
+
+def test_no_deprecated_reward_model_call_and_one_task_family_helper():
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} {what}"
+        for path in source_files()
+        for line, what in deprecated_calls_and_family_parsing(ast.parse(path.read_text()))
+    ]
+    assert not bad, bad
+
+
+def test_the_deprecated_call_finder_finds_both_idioms():
+    code = 'a = ens.score(p, c)\nb = m.score_members(p, c)\nf = t.task_id.split("/")[1]\nr.score\n'
+    assert [line for line, _ in deprecated_calls_and_family_parsing(ast.parse(code))] == [1, 2, 3]
+
+
 def top_level_imports(tree: ast.Module):
     """The imports a module runs when it is imported (not those inside functions)."""
     body = list(tree.body)

@@ -118,8 +118,10 @@ def _unseen_tasks(hp: dict[str, Any], trained: str) -> list:
         fams = [f.strip() for f in fams.split(",") if f.strip()]
     if not fams:
         return []
+    from rewardfilter.adapters.code.evaluate import task_family
+
     _, held = _tasks("curriculum:" + ",".join(fams), hp)
-    overlap = sorted(set(fams) & {t.task_id.split("/")[1] for t in _tasks(trained, hp)[0]})
+    overlap = sorted(set(fams) & {task_family(t.task_id) for t in _tasks(trained, hp)[0]})
     if overlap:
         raise ValueError(
             f"The 'eval_families' hyper-parameter of the code domain must name families PPO does "
