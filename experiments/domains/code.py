@@ -24,7 +24,8 @@ the x axes ``step`` (iterations), ``samples_used`` and ``gradient_steps``
 Hyper-parameters (``hparams``): ``model`` (required: the SFT policy's
 directory, e.g. from ``rewardfilter code build-tiny``), ``reward_model``,
 ``train_per_family`` / ``heldout_per_family`` / ``task_seed`` (the task
-sets), ``eval_temperature`` (0: greedy pass@1) and ``eval_samples``, and any
+sets; ``train_offset`` k skips the first k training tasks of each family's
+draw, which a start model built with ``max_per_family`` k never saw), ``eval_temperature`` (0: greedy pass@1) and ``eval_samples``, and any
 :class:`~rewardfilter.adapters.code.trainer.PFPPOConfig` field
 (``prompts_per_iteration``, ``policy_lr``, ``max_new_tokens``, ...).
 Two more evaluations ride along at every evaluation point when asked:
@@ -64,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_samples": 1,
     "eval_timeout": 3.0,
     "eval_sampled": 0,
+    "train_offset": 0,
     "eval_families": None,
     # trainer settings suited to a few-million-parameter model on CPU
     "prompts_per_iteration": 8,
@@ -96,7 +98,15 @@ def _tasks(task_id: str, hp: dict[str, Any]) -> tuple[list, list]:
     if unknown:
         raise ValueError(f"Unknown curriculum families {unknown}; known: {', '.join(FAMILIES)}.")
     seed = int(hp["task_seed"])
-    train = make_curriculum("train", int(hp["train_per_family"]), seed=seed, families=families)
+    offset, n_train = hp["train_offset"], int(hp["train_per_family"])
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(
+            f"The 'train_offset' hyper-parameter of the code domain must be an int >= 0; got {offset!r}."
+        )
+    train = []
+    for family in families or FAMILIES:  # tasks offset .. offset + n of each family's draw
+        drawn = make_curriculum("train", offset + n_train, seed=seed, families=[family])
+        train.extend(drawn[offset:])
     held = make_curriculum("heldout", int(hp["heldout_per_family"]), seed=seed, families=families)
     return train, held
 
