@@ -71,6 +71,7 @@ class OfflineConfig:
     draws: int = field(default=50, metadata={"help": "Draws of a random filter's choices."})
     resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples of prompts."})
     bins: int = field(default=10, metadata={"help": "Quantile bins of the reliability curve."})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0: torch's default)."})
     seed: int = field(default=0, metadata={"help": "Seed of the draws and the bootstrap."})
     device: str = field(default="cpu", metadata={"help": "Where the ensemble scores."})
     plot: bool = field(default=True, metadata={"help": "Write the reliability-curve figure."})
@@ -309,6 +310,10 @@ def _plot(analysis: dict[str, Any], path: Path) -> Path:
 
 def run(cfg: OfflineConfig) -> dict[str, Any]:
     """Score the pool with the ensemble, analyse it for every N, write JSON, Markdown and figures."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     from rewardfilter.adapters.code.reward import RewardData, RewardEnsemble
     from rewardfilter.adapters.code.reward.model import predict_rewards
 

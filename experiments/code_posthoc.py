@@ -67,6 +67,7 @@ class PosthocConfig:
     batch_size: int = field(default=32, metadata={"help": "Prompts per generation call."})
     device: str = field(default="cpu", metadata={"help": "Where the policies run."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0: torch's default)."})
 
     def __post_init__(self) -> None:
         from rewardfilter.validation import check_scalar
@@ -169,6 +170,10 @@ def _rows(report: dict, method: str, seed: int, run_id: str) -> list[dict[str, A
 
 def run_posthoc(cfg: PosthocConfig) -> dict[str, list[dict[str, Any]]]:
     """Evaluate every finished run (and start model) of every sweep; returns the tables."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     from rewardfilter.experiments.outdir import finished_runs
 
     tables: dict[str, list[dict[str, Any]]] = {}
