@@ -89,7 +89,7 @@ def test_study_configs_have_the_planned_run_counts():
         "code_v2_cal_sanity": 2,
         "code_v2_cal_trainer": 8,
         "code_v2_cal_models": 6,
-        "code_v2_cal_levers": 5,
+        "code_v2_cal_levers": 2,
         "code_v2_cal_confirm": 3,
         "code_v2_cal_long": 1,
         "code_v2_primary": 45,
