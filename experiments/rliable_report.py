@@ -39,7 +39,7 @@ import numpy as np
 
 from rewardfilter.experiments.rliable_stats import improvement_ci, iqm_ci, normalised_iqm_ci
 from rewardfilter.io import atomic_write_text
-from rewardfilter.validation import check_scalar
+from rewardfilter.validation import check_scalar, is_number
 
 __all__ = ["Curve", "auc", "curves_from_rows", "curves_from_runs", "rliable_summary", "scores_at"]
 
@@ -69,18 +69,18 @@ def curves_from_runs(runs: list[dict[str, Any]], metric: str = "true_return") ->
     """
     curves = []
     for run in runs:
-        recs = [r for r in run["records"] if _finite(r.get(metric))]
+        recs = [r for r in run["records"] if is_number(r.get(metric))]
         if not recs:
             continue
         label = run.get("task_label") or run["task"]
         x = {
             a: np.array([r[a] for r in recs], float)
             for a in AXES
-            if all(_finite(r.get(a)) for r in recs)
+            if all(is_number(r.get(a)) for r in recs)
         }
         y = np.array([r[metric] for r in recs], float)
         start = recs[0].get("start_true_return") if metric == "true_return" else None
-        if _finite(start) and x and all(v[0] > 0 for v in x.values()):
+        if is_number(start) and x and all(v[0] > 0 for v in x.values()):
             x = {a: np.concatenate([[0.0], v]) for a, v in x.items()}
             y = np.concatenate([[float(start)], y])
         curves.append(
@@ -115,7 +115,7 @@ def curves_from_rows(rows: list[dict[str, Any]], metric: str = "score") -> list[
         )
     curves = []
     for (method, column, seed), pts in grouped.items():
-        axes = [a for a in AXES if all(_finite(p.get(a)) for p in pts)]
+        axes = [a for a in AXES if all(is_number(p.get(a)) for p in pts)]
         pts = sorted(pts, key=lambda p: tuple(float(p[a]) for a in axes))
         x = {a: np.array([p[a] for p in pts], float) for a in axes}
         if not axes:  # final scores only: one point, compared at the same position on every axis
@@ -125,10 +125,6 @@ def curves_from_rows(rows: list[dict[str, Any]], metric: str = "score") -> list[
         reward = str(pts[0].get("reward", "noisy"))
         curves.append(Curve(method, column, seed, column, reward, y, x))
     return curves
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --------------------------------------------------------------------------- per-run scores

@@ -87,15 +87,8 @@ def test_nothing_outside_the_core_imports_its_private_names():
 
 
 #: where number checks stay hand-written: the sandbox is the trust boundary and takes no
-#: import it does not need (SANDBOX.md); the rest are known to remain, in modules the
-#: study branches were editing when this test came (issue 13): move them to
-#: rewardfilter.validation and delete them here
-OWN_CHECKS = (
-    "adapters/code/sandbox/",
-    "experiments/domains/checks.py",
-    "experiments/domains/code.py",
-    "experiments/rliable_report.py",
-)
+#: import it does not need (SANDBOX.md)
+OWN_CHECKS = ("adapters/code/sandbox/",)
 NUMBER_TYPES = {"int", "float", "Integral", "Real", "Number", "integer", "number"}
 
 

@@ -340,6 +340,48 @@ def _uid_processes(uids: set[int]) -> list[str]:
     return found
 
 
+_SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
+_PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit
+
+
+def _undying(pids: list[str]) -> list[str]:
+    """The processes of ``pids`` that are alive and not killed: a thread of theirs neither a
+    zombie, nor exiting (PF_EXITING), nor with a SIGKILL pending. A killed process is still
+    listed in /proc while it frees its memory and until its parent (the sandbox's zygote) reaps
+    it, a few ms after the sandbox has answered."""
+    undying = []
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue  # gone
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            state, flags = fields[0], int(fields[6])
+            pending = [int(x, 16) for x in re.findall(r"^(?:SigPnd|ShdPnd):\s+(\w+)", status, re.M)]
+            killed = any(p & _SIGKILL_BIT for p in pending)
+            if state not in "ZX" and not flags & _PF_EXITING and not killed:
+                undying.append(f"{pid} (thread {tid}, state {state}): alive and not killed")
+                break
+    return undying
+
+
+def _outliving_processes(uids: set[int], deadline_s: float = 10.0) -> list[str]:
+    """What of the programs of ``uids`` outlived them: right after the sandbox answered, every
+    process of theirs must already be killed (:func:`_undying`), and all must be gone (reaped)
+    within ``deadline_s``."""
+    bad = _undying(_uid_processes(uids))
+    end = time.monotonic() + deadline_s
+    while (left := _uid_processes(uids)) and time.monotonic() < end:
+        time.sleep(0.005)
+    return bad + [f"{pid}: still there after {deadline_s:g} s" for pid in left]
+
+
 needs_root = pytest.mark.skipif(
     not _is_root(),
     reason="the full containment tested here needs root (namespaces, uid drop); see SANDBOX.md",
@@ -379,7 +421,7 @@ def hostile_run(tmp_path_factory):
                     body = body.replace("{{" + key + "}}", value)
                 programs.append(build_program(task, body) if completion else body)
             results = pool.map(programs, timeout=1.5, memory_mb=256, max_output=256 * 1024)
-            leftovers = _uid_processes(set(pool._uids))
+            leftovers = _outliving_processes(set(pool._uids))
             workers_alive = all(w is not None and w.alive() for w in pool._slots)
             after = pool.map([build_program(ADD, ADD.canonical_solution)])[0]
         try:
@@ -399,6 +441,25 @@ def hostile_run(tmp_path_factory):
         "after": after,
         "accepted": accepted,
     }
+
+
+def test_a_live_process_is_undying_and_a_killed_one_is_not():
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "S":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _undying([str(proc.pid)]) == [
+            f"{proc.pid} (thread {proc.pid}, state S): alive and not killed"
+        ]
+        os.kill(proc.pid, signal.SIGSTOP)  # stopped: the SIGKILL below is pending, then acted on
+        os.kill(proc.pid, signal.SIGKILL)
+        assert _undying([str(proc.pid)]) == []  # pending, exiting or a zombie: killed
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _undying([str(proc.pid)]) == []  # reaped: gone
 
 
 def test_hostile_suite_is_large_enough():
@@ -484,7 +545,7 @@ def test_degraded_mode_without_namespaces_still_contains():
     with SandboxPool(1, namespaces=False) as pool:
         caps = pool.capabilities
         results = pool.map(programs, timeout=0.5, memory_mb=256)
-        leftovers = _uid_processes(set(pool._uids))
+        leftovers = _outliving_processes(set(pool._uids))
     assert (caps["ns"], caps["net"], caps["drop"]) == (False, False, True)
     assert [r.status for r in results] == [
         "passed",

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardfilter.validation import Interval
+from rewardfilter.validation import Interval, is_number
 
 Error = Callable[[str, str], None]
 
@@ -290,7 +290,7 @@ def check_group_sizes(
     if domain != "control":
         return
     for path, n_envs in n_envs_at:
-        if not isinstance(n_envs, int) or isinstance(n_envs, bool):
+        if not is_number(n_envs, "int"):
             continue
         for method, n in sizes:
             if n_envs % n:

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardfilter.io import append_jsonl, read_jsonl, write_jsonl
+from rewardfilter.validation import is_number
 
 DEFAULTS: dict[str, Any] = {
     "model": None,
@@ -99,7 +100,7 @@ def _tasks(task_id: str, hp: dict[str, Any]) -> tuple[list, list]:
         raise ValueError(f"Unknown curriculum families {unknown}; known: {', '.join(FAMILIES)}.")
     seed = int(hp["task_seed"])
     offset, n_train = hp["train_offset"], int(hp["train_per_family"])
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if not is_number(offset, "int") or offset < 0:
         raise ValueError(
             f"The 'train_offset' hyper-parameter of the code domain must be an int >= 0; got {offset!r}."
         )
@@ -162,7 +163,7 @@ def _setup(run: dict[str, Any]) -> dict[str, Any]:
     train_tasks, held_tasks = _tasks(run["task"], hp)
     unseen_tasks = _unseen_tasks(hp, run["task"])
     n_sampled = hp["eval_sampled"]
-    if isinstance(n_sampled, bool) or not isinstance(n_sampled, int) or n_sampled < 0:
+    if not is_number(n_sampled, "int") or n_sampled < 0:
         raise ValueError(
             f"The 'eval_sampled' hyper-parameter of the code domain must be an int >= 0; got {n_sampled!r}."
         )
