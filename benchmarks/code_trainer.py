@@ -153,6 +153,8 @@ def time_grpo(model_dir: str, prompts: list[str], args, workdir: str) -> list[fl
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    from rewardfilter.adapters.trl import LOCAL_RUN
+
     batch = args.prompts * args.n
     steps = args.warmup + args.iters
     config = GRPOConfig(
@@ -166,14 +168,10 @@ def time_grpo(model_dir: str, prompts: list[str], args, workdir: str) -> list[fl
         beta=0.01,
         learning_rate=1e-5,
         max_steps=steps,
-        use_cpu=True,
         gradient_checkpointing=False,
-        report_to="none",
-        save_strategy="no",
         logging_steps=10_000,
-        disable_tqdm=True,
-        seed=0,
         bf16=False,
+        **LOCAL_RUN,
     )
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir)

@@ -72,6 +72,8 @@ def time_steps(
     import transformers
     from datasets import Dataset
 
+    from rewardfilter.adapters.trl import LOCAL_RUN
+
     prompts = [f"def f{i}(x):\n    return x +" for i in range(args.prompts)]
     config = config_cls(
         output_dir=workdir,
@@ -80,12 +82,8 @@ def time_steps(
         max_completion_length=args.max_new_tokens,
         max_steps=args.warmup + args.steps,
         learning_rate=1e-5,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
         logging_steps=10_000,
-        disable_tqdm=True,
-        seed=0,
+        **LOCAL_RUN,
         **extra,
     )
     stamps: list[tuple[float, float]] = []

@@ -23,29 +23,20 @@ from rewardfilter.extras import check_modules
 
 check_modules(("gymnasium",), "sb3", "rewardfilter.envs")
 
+from rewardfilter.envs import noise as _noise
 from rewardfilter.envs.learned import (
     CACHE_ENV_VAR,
     LearnedRewardConfig,
     LearnedRewardModel,
     default_cache_dir,
 )
+from rewardfilter.envs.noise import *  # noqa: F403  (the numpy noise models)
 from rewardfilter.envs.tasks import NAMESPACE, TASKS, TaskSpec, make_task, register_tasks
 from rewardfilter.envs.wrappers import (
     NOISE_MODELS,
     NOISE_SEED_OPTION,
     NoisyReward,
     make_noise_model,
-)
-from rewardfilter.noise import (
-    ConfusionNoise,
-    ConfusionNoiseConfig,
-    GaussianNoise,
-    GaussianNoiseConfig,
-    HeteroscedasticNoise,
-    HeteroscedasticNoiseConfig,
-    NoiseModel,
-    NoNoise,
-    NoNoiseConfig,
 )
 
 register_tasks()
@@ -56,21 +47,13 @@ __all__ = [
     "NOISE_MODELS",
     "NOISE_SEED_OPTION",
     "TASKS",
-    "ConfusionNoise",
-    "ConfusionNoiseConfig",
-    "GaussianNoise",
-    "GaussianNoiseConfig",
-    "HeteroscedasticNoise",
-    "HeteroscedasticNoiseConfig",
     "LearnedRewardConfig",
     "LearnedRewardModel",
-    "NoNoise",
-    "NoNoiseConfig",
-    "NoiseModel",
     "NoisyReward",
     "TaskSpec",
     "default_cache_dir",
     "make_noise_model",
     "make_task",
     "register_tasks",
+    *_noise.__all__,
 ]

@@ -4,28 +4,7 @@ Re-exported here so that ``rewardfilter.envs.noise`` keeps its names; the
 ``learned`` model is in :mod:`rewardfilter.envs.learned`.
 """
 
-from rewardfilter.noise import (
-    ConfusionNoise,
-    ConfusionNoiseConfig,
-    GaussianNoise,
-    GaussianNoiseConfig,
-    HeteroscedasticNoise,
-    HeteroscedasticNoiseConfig,
-    NoiseModel,
-    NoNoise,
-    NoNoiseConfig,
-    config_from_kwargs,
-)
+from rewardfilter import noise as _core
+from rewardfilter.noise import *  # noqa: F403  (the old path re-exports the core module)
 
-__all__ = [
-    "ConfusionNoise",
-    "ConfusionNoiseConfig",
-    "GaussianNoise",
-    "GaussianNoiseConfig",
-    "HeteroscedasticNoise",
-    "HeteroscedasticNoiseConfig",
-    "NoNoise",
-    "NoNoiseConfig",
-    "NoiseModel",
-    "config_from_kwargs",
-]
+__all__ = list(_core.__all__)

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     from datasets import Dataset
 
     from rewardfilter.adapters.code import make_curriculum
-    from rewardfilter.adapters.trl import PFGRPOConfig, PFGRPOTrainer
+    from rewardfilter.adapters.trl import LOCAL_RUN, PFGRPOConfig, PFGRPOTrainer
 
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
@@ -115,12 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
             max_completion_length=args.max_new_tokens,
             max_steps=args.steps,
             learning_rate=1e-5,
-            use_cpu=True,
-            report_to="none",
-            save_strategy="no",
             logging_steps=1,
-            disable_tqdm=True,
-            seed=0,
+            **LOCAL_RUN,
         )
         trainer = PFGRPOTrainer(
             model=model_dir,

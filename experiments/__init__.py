@@ -26,39 +26,20 @@ Python use::
     print(make_report(dir="runs/demo").markdown)
 """
 
-from rewardfilter.experiments.config import (
-    STANDARD_METHODS,
-    BudgetConfig,
-    ConfigError,
-    ExperimentConfig,
-    MethodConfig,
-    NoiseConfig,
-    ReportConfig,
-    TaskConfig,
-    load_config,
-    parse_config,
-)
+from rewardfilter.experiments import config as _config
+from rewardfilter.experiments.config import *  # noqa: F403  (the config's public names)
 from rewardfilter.experiments.report import ReportOptions, make_report
 from rewardfilter.experiments.runner import RunOptions, RunSummary, finished_runs, run_experiment
 from rewardfilter.experiments.statistics import bootstrap_ci, normalised_ci
 
 __all__ = [
-    "STANDARD_METHODS",
-    "BudgetConfig",
-    "ConfigError",
-    "ExperimentConfig",
-    "MethodConfig",
-    "NoiseConfig",
-    "ReportConfig",
+    *_config.__all__,
     "ReportOptions",
     "RunOptions",
     "RunSummary",
-    "TaskConfig",
     "bootstrap_ci",
     "finished_runs",
-    "load_config",
     "make_report",
     "normalised_ci",
-    "parse_config",
     "run_experiment",
 ]

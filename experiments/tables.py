@@ -51,17 +51,17 @@ def table(by, columns, methods, cell) -> list[str]:
 
 
 def markdown(
-    rows,
-    columns,
-    methods,
-    baseline,
-    oracle,
-    spearman,
-    n_runs,
-    expected,
-    config,
-    curve_keys,
-    preamble,
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    methods: list[str],
+    baseline: str | None,
+    oracle: str | None,
+    spearman: dict[str, float],
+    n_runs: int,
+    expected: int,
+    config: dict[str, Any],
+    curve_keys: list[str],
+    preamble: str,
 ) -> str:
     by = {(r["column"], r["method"]): r for r in rows}
     n_seeds = sorted({r["n_seeds"] for r in rows})

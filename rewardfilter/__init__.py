@@ -20,7 +20,6 @@ Domain code lives in ``rewardfilter.envs`` (Gymnasium), ``rewardfilter.adapters`
 
 from rewardfilter.ensemble_rank import EnsembleRank
 from rewardfilter.filters import (
-    ACCEPTED_SPECS,
     BestOfN,
     BestRandom,
     BestWorst,
@@ -32,6 +31,7 @@ from rewardfilter.filters import (
     Threshold,
     TopK,
     Uncertainty,
+    accepted_specs,
     make_filter,
     register_spec,
 )
@@ -73,7 +73,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ACCEPTED_SPECS",
     "AdaptiveFilter",
     "BestOfN",
     "BestRandom",
@@ -95,6 +94,7 @@ __all__ = [
     "TopK",
     "Uncertainty",
     "ZeroStd",
+    "accepted_specs",
     "auc",
     "ensemble_std",
     "filter_stats",

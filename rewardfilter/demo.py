@@ -45,15 +45,16 @@ def run_demo(args: argparse.Namespace) -> int:
         kept = rf.make_filter(item.spec).weights(rewards, groups, rng=args.seed)
         print(f"{item.spec:>26}  R²={item.r2:.3f}  kept={np.mean(kept > 0):.0%}")
     adaptive = rf.make_filter("adaptive").fit(rewards, scores, groups, rng=args.seed)
-    print(f"\nadaptive chose {adaptive.chosen_.spec!r} among {list(adaptive.r2_)}")
+    print(f"\nadaptive chose {adaptive.resolved.spec!r} among {list(adaptive.r2_)}")
     return 0
 
 
+_HELP = "Show the core filters and reliability estimators on a synthetic reward model."
+
+
 def add_subcommands(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "demo-core",
-        help="Show the core filters and reliability estimators on a synthetic reward model.",
-    )
+    """Register ``rewardfilter demo-core``."""
+    parser = subparsers.add_parser("demo-core", help=_HELP)
     parser.add_argument("--groups", type=int, default=2000, help="Number of prompts (groups).")
     parser.add_argument("--group-size", type=int, default=5, help="Responses per prompt (N).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")

@@ -88,5 +88,10 @@ def _uwo(arg: str) -> EnsembleRank:
     return EnsembleRank(_inner(inner, "uwo"), "uwo", _parse_float(lam, "lambda", "uwo"))
 
 
-register_spec("uwo", "required", _uwo)
-register_spec("wco", "required", lambda arg: EnsembleRank(_inner(arg, "wco"), "wco", 0.0))
+register_spec("uwo", "required", _uwo, form="uwo:LAMBDA,INNER")
+register_spec(
+    "wco",
+    "required",
+    lambda arg: EnsembleRank(_inner(arg, "wco"), "wco", 0.0),
+    form="wco:INNER",
+)

@@ -52,11 +52,6 @@ from rewardfilter.validation import (
     param_error,
 )
 
-ACCEPTED_SPECS = (
-    "none, random:K, bon, br, bw, topk:K, threshold:T, rank:w1,w2,...,wN, uncertainty:Q, "
-    "adaptive, zero_std[:EPS], std_top:P, and specs joined by '+' (zero_std+br)"
-)
-
 
 class Filter(ABC):
     """A filtration policy: one weight >= 0 per sample, ranked within groups.
@@ -464,34 +459,57 @@ def _parse_float(text: str, param: str, owner: str) -> float:
         raise param_error(param, owner, "a float", text) from None
 
 
-# name -> (its argument: "none", "required" or "optional", constructor from the argument text);
-# other modules add theirs with register_spec (rewardfilter.group_filters adds zero_std and
-# std_top, rewardfilter.selection adds adaptive)
-_PARSERS: dict[str, tuple[str, Callable[[str], Filter]]] = {
-    "none": ("none", lambda a: NoFilter()),
-    "bon": ("none", lambda a: BestOfN()),
-    "br": ("none", lambda a: BestRandom()),
-    "bw": ("none", lambda a: BestWorst()),
-    "random": ("required", lambda a: RandomK(_parse_int(a, "k", "random"))),
-    "topk": ("required", lambda a: TopK(_parse_int(a, "k", "topk"))),
-    "threshold": ("required", lambda a: Threshold(_parse_float(a, "t", "threshold"))),
-    "uncertainty": ("required", lambda a: Uncertainty(_parse_float(a, "q", "uncertainty"))),
+# name -> (its argument: "none", "required" or "optional", constructor from the argument text,
+# its form in the accepted-forms list); other modules add theirs with register_spec
+# (rewardfilter.group_filters adds zero_std and std_top, rewardfilter.ensemble_rank uwo and wco,
+# rewardfilter.selection adaptive)
+_PARSERS: dict[str, tuple[str, Callable[[str], Filter], str]] = {
+    "none": ("none", lambda a: NoFilter(), "none"),
+    "random": ("required", lambda a: RandomK(_parse_int(a, "k", "random")), "random:K"),
+    "bon": ("none", lambda a: BestOfN(), "bon"),
+    "br": ("none", lambda a: BestRandom(), "br"),
+    "bw": ("none", lambda a: BestWorst(), "bw"),
+    "topk": ("required", lambda a: TopK(_parse_int(a, "k", "topk")), "topk:K"),
+    "threshold": (
+        "required",
+        lambda a: Threshold(_parse_float(a, "t", "threshold")),
+        "threshold:T",
+    ),
     "rank": (
         "required",
         lambda a: RankWeights(tuple(_parse_float(x, "w", "rank") for x in a.split(","))),
+        "rank:w1,w2,...,wN",
+    ),
+    "uncertainty": (
+        "required",
+        lambda a: Uncertainty(_parse_float(a, "q", "uncertainty")),
+        "uncertainty:Q",
     ),
 }
 
+_ARG_FORM = {"none": "{}", "required": "{}:<value>", "optional": "{}[:<value>]"}
 
-def register_spec(name: str, argument: str, build: Callable[[str], Filter]) -> None:
+
+def register_spec(
+    name: str, argument: str, build: Callable[[str], Filter], form: str | None = None
+) -> None:
     """Make ``make_filter`` accept ``name`` (``argument``: "none", "required" or "optional").
 
     ``build`` receives the argument text (stripped; "" when absent) and returns
-    a new filter. A filter defined in another module registers itself here, so
-    adding a filter touches one file.
+    a new filter. ``form`` is how the spec is written in the accepted forms that
+    a bad spec's error lists (e.g. ``"std_top:P"``; default ``name``,
+    ``name:<value>`` or ``name[:<value>]`` by ``argument``). A filter defined in
+    another module registers itself here, so adding a filter touches one file.
     """
     check_choice(argument, "argument", "register_spec", ("none", "required", "optional"))
-    _PARSERS[name] = (argument, build)
+    _PARSERS[name] = (argument, build, _ARG_FORM[argument].format(name) if form is None else form)
+
+
+def accepted_specs() -> str:
+    """Every accepted filter spec form (the registered ones, in registration order), as the
+    error for a bad spec lists them."""
+    forms = ", ".join(form for _, _, form in _PARSERS.values())
+    return f"{forms}, and specs joined by '+' (zero_std+br)"
 
 
 # "+" joins specs; a "+" inside a number ("threshold:1e+3", "rank:+1") is followed by a digit
@@ -501,10 +519,11 @@ _JOIN = re.compile(r"\+(?![\d.])")
 def make_filter(spec: Filter | str) -> Filter:
     """Build a new filter from its spec string, or copy a ``Filter``.
 
-    Accepted forms: ``none``, ``random:K``, ``bon``, ``br``, ``bw``,
-    ``topk:K``, ``threshold:T``, ``rank:w1,...,wN``, ``uncertainty:Q``,
-    ``adaptive``, the group-level ``zero_std[:EPS]`` (EPS defaults to 0) and
-    ``std_top:P``, and specs joined by ``+`` (``zero_std+br``: see
+    Accepted forms (:func:`accepted_specs`): ``none``, ``random:K``, ``bon``,
+    ``br``, ``bw``, ``topk:K``, ``threshold:T``, ``rank:w1,...,wN``,
+    ``uncertainty:Q``, the ensemble rankings ``uwo:LAMBDA,INNER`` and
+    ``wco:INNER``, the group-level ``zero_std[:EPS]`` (EPS defaults to 0) and
+    ``std_top:P``, ``adaptive``, and specs joined by ``+`` (``zero_std+br``: see
     :class:`Compose`). A bad spec raises ``ValueError`` naming it and these forms.
 
     Every call returns a fresh instance, so two trainers never share a fit.
@@ -517,7 +536,7 @@ def make_filter(spec: Filter | str) -> Filter:
         return copy.deepcopy(spec)
     if not isinstance(spec, str):
         raise ValueError(
-            f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {ACCEPTED_SPECS}."
+            f"A filter spec must be a string or a Filter; got {type(spec).__name__}. Accepted forms: {accepted_specs()}."
         )
     parts = [_parse_one(text, spec) for text in _JOIN.split(spec)]
     return parts[0] if len(parts) == 1 else Compose(tuple(parts))
@@ -529,23 +548,22 @@ def _parse_one(text: str, spec: str) -> Filter:
     name = name.strip().lower()
     if not name:
         raise ValueError(
-            f"Malformed filter spec {spec!r}: an empty part around '+'. Accepted forms: {ACCEPTED_SPECS}."
+            f"Malformed filter spec {spec!r}: an empty part around '+'. Accepted forms: {accepted_specs()}."
         )
     if name not in _PARSERS:
-        raise ValueError(f"Unknown filter spec {spec!r}. Accepted forms: {ACCEPTED_SPECS}.")
-    arg_mode, build = _PARSERS[name]
+        raise ValueError(f"Unknown filter spec {spec!r}. Accepted forms: {accepted_specs()}.")
+    arg_mode, build, _ = _PARSERS[name]
     arg = arg.strip()
     bad = (arg_mode == "none" and sep) or (arg_mode == "required" and not arg) or (sep and not arg)
     if bad:
-        form = {"none": name, "required": f"{name}:<value>", "optional": f"{name}[:<value>]"}
         raise ValueError(
-            f"Malformed filter spec {spec!r}: expected the form {form[arg_mode]}. Accepted forms: {ACCEPTED_SPECS}."
+            f"Malformed filter spec {spec!r}: expected the form {_ARG_FORM[arg_mode].format(name)}. Accepted forms: {accepted_specs()}."
         )
     try:
         return build(arg)
     except ValueError as exc:
         raise ValueError(
-            f"Invalid filter spec {spec!r}: {exc} Accepted forms: {ACCEPTED_SPECS}."
+            f"Invalid filter spec {spec!r}: {exc} Accepted forms: {accepted_specs()}."
         ) from None
 
 

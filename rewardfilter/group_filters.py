@@ -76,6 +76,11 @@ class StdTop(Filter):
 
 
 register_spec(
-    "zero_std", "optional", lambda a: ZeroStd(_parse_float(a, "eps", "zero_std") if a else 0.0)
+    "zero_std",
+    "optional",
+    lambda a: ZeroStd(_parse_float(a, "eps", "zero_std") if a else 0.0),
+    form="zero_std[:EPS]",
 )
-register_spec("std_top", "required", lambda a: StdTop(_parse_float(a, "p", "std_top")))
+register_spec(
+    "std_top", "required", lambda a: StdTop(_parse_float(a, "p", "std_top")), form="std_top:P"
+)

@@ -30,6 +30,21 @@ import numpy as np
 
 from rewardfilter.validation import check_choice, check_scalar, param_error
 
+__all__ = [
+    "ConfusionNoise",
+    "ConfusionNoiseConfig",
+    "GaussianNoise",
+    "GaussianNoiseConfig",
+    "HeteroscedasticNoise",
+    "HeteroscedasticNoiseConfig",
+    "NUMPY_NOISE_MODELS",
+    "NoNoise",
+    "NoNoiseConfig",
+    "NoiseModel",
+    "config_from_kwargs",
+    "make_noise",
+]
+
 
 class NoiseModel(ABC):
     """Corrupts a true reward value; subclasses are built from a config dataclass.

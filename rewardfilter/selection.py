@@ -68,6 +68,8 @@ def _prepare(spec, rewards, scores, groups, rng, draws, ensemble, owner):
     return filt, rewards, scores, rng
 
 
+# filtered_r2 and rank_filters deliberately share their signature (one spec / many specs,
+# the same labelled data and keywords): both are public and documented in DESIGN.md.
 def filtered_r2(
     spec: Filter | str,
     rewards: Any,
@@ -92,6 +94,7 @@ def filtered_r2(
     return _filtered_r2(filt, rewards, scores, groups, rng, draws, ensemble)[0]
 
 
+# The same signature as filtered_r2, deliberately (see there).
 def rank_filters(
     specs: Any,
     rewards: Any,

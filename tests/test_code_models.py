@@ -23,14 +23,6 @@ from rewardfilter.adapters.code.sampling import (  # noqa: E402
     generate,
     truncate_at_stop,
 )
-from rewardfilter.adapters.code.tiny import build_random_tiny  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    torch.set_num_threads(1)
-    return build_random_tiny(tmp_path_factory.mktemp("micro") / "m", hidden_size=32, num_layers=2)
-
 
 # --------------------------------------------------------------- bad paths
 

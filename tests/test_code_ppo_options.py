@@ -48,15 +48,16 @@ def test_resample_takes_the_same_number_of_gradient_steps_for_every_filter(token
     steps = {}
     for spec in ("none", "bon", "br", "bw", "random:2"):
         trainer = make_trainer(tokenizer, filter=spec, realisation="resample", ppo_epochs=2)
-        trainer.step()
+        record = trainer.step()
         steps[spec] = trainer.policy_sched.last_epoch
+        assert record["gradient_steps"] == trainer.gradient_steps == steps[spec]
         assert len(trainer.last_trained) > 0
     assert len(set(steps.values())) == 1 and steps["none"] == 2 * 3  # 2 epochs x ceil(10 / 4)
     drop = {}
     for spec in ("none", "bon"):
         trainer = make_trainer(tokenizer, filter=spec, realisation="drop", ppo_epochs=2)
-        trainer.step()
-        drop[spec] = trainer.policy_sched.last_epoch
+        drop[spec] = trainer.step()["gradient_steps"]
+        assert drop[spec] == trainer.policy_sched.last_epoch
     assert drop["bon"] < drop["none"]  # drop trains fewer steps on fewer samples
 
 

@@ -21,13 +21,6 @@ from rewardfilter.adapters.code.reward_model import (  # noqa: E402
     train_reward_ensemble,
     train_reward_model,
 )
-from rewardfilter.adapters.code.tiny import build_random_tiny  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    torch.set_num_threads(1)
-    return build_random_tiny(tmp_path_factory.mktemp("micro") / "m", hidden_size=32, num_layers=2)
 
 
 @pytest.fixture(scope="module")

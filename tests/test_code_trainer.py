@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from micro import micro_llama, micro_tokenizer  # noqa: E402
+
 import rewardfilter as rf  # noqa: E402
 from rewardfilter.adapters.code.trainer import PFPPOConfig, PFPPOTrainer, Rollout  # noqa: E402
 
@@ -42,37 +44,10 @@ TASKS = [
 @pytest.fixture(scope="module")
 def tokenizer():
     """A byte-level BPE tokenizer trained here on a few lines (vocabulary ~300)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<pad>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>"
-    )
+    return micro_tokenizer(CORPUS)
 
 
-def make_policy(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
-    return transformers.LlamaForCausalLM(cfg)
+make_policy = micro_llama
 
 
 class TinyCritic(torch.nn.Module):
@@ -492,6 +467,8 @@ def test_code_domain_runs_logs_and_resumes(saved_model, tmp_path):
     assert all(key in r for r in logged for key in RECORD_KEYS)
     assert 0.0 <= final["true_return"] <= 1.0 and final["step"] == 2
     assert final["kept_fraction"] == pytest.approx(2 / 3)
+    # 6 samples, minibatches of 8, 1 epoch: one optimiser step per iteration
+    assert [r["gradient_steps"] for r in logged] == [0, 1, 2]
     # a finished run started again trains no more and logs its records again
     again = []
     run_code(code_run(saved_model, tmp_path), again.append)
@@ -500,6 +477,7 @@ def test_code_domain_runs_logs_and_resumes(saved_model, tmp_path):
     more = []
     run_code(code_run(saved_model, tmp_path, steps=3), more.append)
     assert [r["step"] for r in more] == [0, 1, 2, 3]
+    assert more[-1]["gradient_steps"] == 3  # the count survives the checkpoint
 
 
 def test_code_domain_evaluates_sampled_and_unseen_families(saved_model, tmp_path):

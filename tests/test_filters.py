@@ -1,5 +1,7 @@
 """Unit and property tests of the core filters (rf.make_filter / Filter.weights)."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -307,3 +309,20 @@ def test_one_member_ensemble_is_accepted_by_every_filter():
     with pytest.warns(UserWarning, match="one member"):
         w = rf.make_filter("uncertainty:0.5").weights(rewards, groups, rng=0, ensemble=ens)
     np.testing.assert_array_equal(w, np.ones(6))
+
+
+def test_an_unknown_spec_lists_every_registered_spec():
+    with pytest.raises(ValueError, match="Unknown filter spec 'nosuch'") as info:
+        rf.make_filter("nosuch")
+    accepted = str(info.value).split("Accepted forms: ")[1]
+    listed = {re.match(r"[a-z_]+", form).group() for form in accepted.split(", ")}
+    assert set(rf.filters._PARSERS) <= listed  # the registry: built-ins and register_spec's
+    for form in ("uwo:LAMBDA,INNER", "wco:INNER", "zero_std[:EPS]", "std_top:P", "adaptive"):
+        assert form in accepted
+
+
+def test_a_registered_spec_joins_the_accepted_forms(monkeypatch):
+    monkeypatch.setattr(rf.filters, "_PARSERS", dict(rf.filters._PARSERS))  # undone after the test
+    rf.register_spec("first_test", "optional", lambda arg: rf.NoFilter())
+    rf.register_spec("second_test", "required", lambda arg: rf.NoFilter(), form="second_test:N")
+    assert "first_test[:<value>], second_test:N, and specs joined by '+'" in rf.accepted_specs()

@@ -145,6 +145,21 @@ def test_buffer_checks_group_size_against_envs_and_filter():
         model.learn(32, callback=FilterStatsCallback())
 
 
+def filtered_ppo(venv, spec, *, buffer_kwargs=None, **kwargs):
+    """A small PPO on ``venv`` with ``FilteredRolloutBuffer(filter=spec)``; ``kwargs`` add to PPO's."""
+    return PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=1,
+        device="cpu",
+        rollout_buffer_class=FilteredRolloutBuffer,
+        rollout_buffer_kwargs={"filter": spec, **(buffer_kwargs or {})},
+        **kwargs,
+    )
+
+
 # -- PPO / A2C end to end --------------------------------------------------------
 
 SPECS = [
@@ -255,16 +270,7 @@ def test_baselines_with_the_same_buffer(group_size, noise, spec):
         group_size=group_size,
         env_kwargs={"noise": noise},
     )
-    model = PPO(
-        "MlpPolicy",
-        venv,
-        n_steps=32,
-        batch_size=64,
-        n_epochs=1,
-        device="cpu",
-        rollout_buffer_class=FilteredRolloutBuffer,
-        rollout_buffer_kwargs={"filter": spec},
-    )
+    model = filtered_ppo(venv, spec)
     model.learn(32 * 8 * 2, callback=FilterStatsCallback())
     stats = model.rollout_buffer.last_stats
     assert stats["n_samples"] > 0
@@ -280,17 +286,7 @@ def test_infos_reach_the_buffer_through_vec_normalize():
             "rewardfilter/CartPole-v1", n_groups=2, group_size=4, env_kwargs={"noise": "none"}
         )
     )
-    model = PPO(
-        "MlpPolicy",
-        venv,
-        n_steps=32,
-        batch_size=64,
-        n_epochs=1,
-        seed=0,
-        device="cpu",
-        rollout_buffer_class=FilteredRolloutBuffer,
-        rollout_buffer_kwargs={"filter": "bon"},
-    )
+    model = filtered_ppo(venv, "bon", seed=0)
     model.learn(32 * 8 * 2, callback=FilterStatsCallback())
     stats = model.rollout_buffer.last_stats
     # ranked by the env's own episode returns, not VecNormalize's scaled rewards
@@ -311,16 +307,7 @@ def test_prefitted_adaptive_filter_is_kept():
     adaptive.fit(true + rng.normal(scale=0.1, size=40), true, np.repeat(np.arange(10), 4), rng=0)
     chosen = adaptive.chosen_.spec
     venv = make_grouped_vec_env("rewardfilter/CartPole-v1", n_groups=2, group_size=4)
-    model = PPO(
-        "MlpPolicy",
-        venv,
-        n_steps=32,
-        batch_size=64,
-        n_epochs=1,
-        device="cpu",
-        rollout_buffer_class=FilteredRolloutBuffer,
-        rollout_buffer_kwargs={"filter": adaptive, "refit_adaptive": False},
-    )
+    model = filtered_ppo(venv, adaptive, buffer_kwargs={"refit_adaptive": False})
     model.learn(32 * 8 * 2, callback=FilterStatsCallback())
     assert model.rollout_buffer.filter.chosen_.spec == chosen
 
@@ -447,7 +434,8 @@ def test_pooled_r2_counts_every_rollout_of_the_window():
     weights = (rng.random((3, 8)) < 0.5).astype(float)
     weights[:, 0] = 1.0
     episodes = [
-        {"noisy": n, "true": t, "weights": w} for n, t, w in zip(noisy, true, weights, strict=True)
+        {"noisy": n, "true": t, "weights": w, "groups": np.arange(8) // 4 + 2 * i}
+        for i, (n, t, w) in enumerate(zip(noisy, true, weights, strict=True))
     ]
     filtered, everything = pooled_r2(episodes)
     kept = weights.ravel() > 0
@@ -455,7 +443,10 @@ def test_pooled_r2_counts_every_rollout_of_the_window():
     assert everything == pytest.approx(rf.r2(noisy.ravel(), true.ravel()))
     # two kept episodes alone give R² = 1 by construction: the reason to pool
     assert (
-        pooled_r2([{"noisy": noisy[0, :2], "true": true[0, :2], "weights": np.ones(2)}])[0] == 1.0
+        pooled_r2(
+            [{"noisy": noisy[0, :2], "true": true[0, :2], "weights": np.ones(2), "groups": [0, 0]}]
+        )[0]
+        == 1.0
     )
     assert all(np.isnan(pooled_r2([])))
 
@@ -516,16 +507,7 @@ def test_the_callback_works_beside_other_callbacks():
     from stable_baselines3.common.callbacks import CheckpointCallback
 
     venv = make_grouped_vec_env("rewardfilter/CartPole-v1", n_groups=2, group_size=2)
-    model = PPO(
-        "MlpPolicy",
-        venv,
-        n_steps=32,
-        batch_size=64,
-        n_epochs=1,
-        device="cpu",
-        rollout_buffer_class=FilteredRolloutBuffer,
-        rollout_buffer_kwargs={"filter": "bon"},
-    )
+    model = filtered_ppo(venv, "bon")
     stats = FilterStatsCallback()
     model.learn(32 * 4 * 2, callback=[CheckpointCallback(10**9, "/nonexistent"), stats])
     assert len(stats.history) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -424,13 +425,26 @@ def test_filter_module_keeps_the_core_contract():
     assert rf.make_filter("bon").is_binary and not rf.make_filter("rank:3,1").is_binary
 
 
-def test_top1_correct_counts_contexts_whose_noisy_best_is_the_true_best():
-    from rewardfilter.adapters.sb3.stats import top1_correct
+def test_top1_correct_is_the_core_metric_over_fully_scored_contexts():
+    from rewardfilter.adapters.sb3 import stats
+    from rewardfilter.adapters.sb3.episodes import Episode
 
-    noisy = np.array([3.0, 1.0, 0.0, 5.0, 4.0, 9.0])
-    true = np.array([1.0, 2.0, 0.0, 5.0, 1.0, 2.0])
-    groups = np.array([0, 0, 0, 1, 1, 2])  # context 2 has one episode: not counted
-    assert top1_correct(noisy, true, groups) == 0.5
+    # one definition of the metric: the core's (noisy ties counted in expectation, contexts
+    # of equal true returns left out); a context with an unscored episode is left out too
+    assert not hasattr(stats, "top1_correct")
+    noisy = [1.0, 1.0, 2.0, 1.0, 5.0, 0.0, 0.0, 4.0, 7.0]
+    true = [0.0, 1.0, 3.0, 3.0, 1.0, np.nan, 0.0, 2.0, 1.0]
+    context = [0, 0, 1, 1, 2, 2, 3, 3, 4]  # context 4 has one episode: not counted
+    eps = [
+        Episode(uid=i, context=c, env=i, noisy=n, true=t, done=True, length=1)
+        for i, (n, t, c) in enumerate(zip(noisy, true, context, strict=True))
+    ]
+    record = stats.episode_stats(eps, 0)
+    assert record["top1_correct"] == (0.5 + 1.0) / 2
+    scored = [0, 1, 2, 3, 6, 7, 8]
+    expect = rf.top1_correct(*(np.take(a, scored) for a in (noisy, true, context)))
+    assert record["top1_correct"] == expect
+    assert math.isnan(stats.episode_stats(eps[4:6], 0)["top1_correct"])
     rewards, starts, groups, dones = scenario()
     buf = buffer("none")
     fill(buf, rewards, starts, groups, dones, true=-rewards)

@@ -89,7 +89,7 @@ def test_study_configs_have_the_planned_run_counts():
         "code_v2_cal_sanity": 2,
         "code_v2_cal_trainer": 8,
         "code_v2_cal_models": 6,
-        "code_v2_cal_levers": 5,
+        "code_v2_cal_levers": 2,
         "code_v2_cal_confirm": 3,
         "code_v2_cal_long": 1,
         "code_v2_primary": 45,
@@ -143,3 +143,23 @@ def test_calibration_table_reads_runs_and_flags_collapse(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="no runs/ folder"):
         sweep_rows(tmp_path / "nope")
+
+
+def test_train_offset_gives_prompts_the_start_model_never_saw():
+    """PPO's prompts after ``train_offset`` k are disjoint from a start built with max_per_family k."""
+    from rewardfilter.adapters.code.tiny import training_tasks
+    from rewardfilter.experiments.domains.code import DEFAULTS, _tasks
+
+    fams = ["conditionals", "lists"]
+    task = "curriculum:" + ",".join(fams)
+    hp = {**DEFAULTS, "train_per_family": 30, "heldout_per_family": 5}
+    plain, held = _tasks(task, hp)
+    shifted, held_too = _tasks(task, {**hp, "train_offset": 20})
+    assert [t.task_id for t in held] == [t.task_id for t in held_too]
+    assert len(shifted) == 60 and [t.task_id.split("/")[1] for t in shifted[::30]] == fams
+    sft = {t.task_id for t in training_tasks(TinyConfig(max_per_family=20))}
+    assert not sft & {t.task_id for t in shifted}
+    assert {t.task_id for t in plain[20:30]} <= {t.task_id for t in shifted}  # the draw continues
+    assert {t.task_id for t in plain[:20]} <= sft  # without the offset PPO trains on SFT examples
+    with pytest.raises(ValueError, match="train_offset"):
+        _tasks(task, {**hp, "train_offset": -1})

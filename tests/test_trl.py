@@ -18,7 +18,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import rewardfilter as rf  # noqa: E402
-from rewardfilter.adapters.trl import PFGRPOConfig, PFGRPOTrainer  # noqa: E402
+from rewardfilter.adapters.trl import LOCAL_RUN, PFGRPOConfig, PFGRPOTrainer  # noqa: E402
 from rewardfilter.adapters.trl.filtering import kept_advantages  # noqa: E402
 
 PROMPTS = ["def add(a, b):", "def neg(x):"]
@@ -51,12 +51,8 @@ def common(tmp_path, **overrides):
         temperature=1.0,
         max_steps=1,
         learning_rate=1e-2,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
         logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
+        **LOCAL_RUN,
     )
     kwargs.update(overrides)
     return kwargs
@@ -419,6 +415,32 @@ def test_filtered_r2_and_spearman_are_the_cores_on_the_kept_completions(tiny_dir
         pytest.approx(rf.spearman(rewards[w > 0], scores[w > 0]))
     ]
     assert metrics["filter/true_score"] == [pytest.approx(scores.mean())]
+
+
+def test_the_logged_statistics_are_the_cores_one_record(tiny_dir, tmp_path, monkeypatch):
+    records = []
+
+    def spy(*args, **kwargs):
+        records.append(filter_stats(*args, **kwargs))
+        return records[-1]
+
+    filter_stats = rf.filter_stats
+    monkeypatch.setattr(rf, "filter_stats", spy)
+    trainer = make_trainer(tiny_dir, tmp_path, filter="br", true_score_func=length_score)
+    out = one_generation(trainer)
+    assert len(records) == 1  # one record per generation batch, computed by the core
+    record, metrics = records[0], trainer._metrics["train"]
+    w = out["pf_weight"].numpy().astype(float)
+    assert record.n_samples == w.shape[0] and record.n_kept == int((w > 0).sum())
+    for field, key in [
+        ("kept_fraction", "filter/kept_fraction"),
+        ("groups_dropped", "filter/groups_dropped"),
+        ("score_mean", "filter/true_score"),
+        ("r2", "filter/r2_all"),
+        ("filtered_r2", "filter/r2_kept"),
+        ("filtered_spearman", "filter/spearman_kept"),
+    ]:
+        assert metrics[key] == [pytest.approx(getattr(record, field))], key
 
 
 def constant_score(completions, **kwargs):

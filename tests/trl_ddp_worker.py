@@ -15,7 +15,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from rewardfilter.adapters.trl import PFGRPOConfig, PFGRPOTrainer
+from rewardfilter.adapters.trl import LOCAL_RUN, PFGRPOConfig, PFGRPOTrainer
 
 
 def process_reward(completions, **kwargs):
@@ -33,13 +33,9 @@ def main(model_dir: str, out: str, spec: str) -> None:
         max_completion_length=6,
         max_steps=2,
         learning_rate=1e-2,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
         logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
         filter=spec,
+        **LOCAL_RUN,
     )
     trainer = PFGRPOTrainer(
         model=model_dir,

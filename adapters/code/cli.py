@@ -313,19 +313,15 @@ def run_eval(args: argparse.Namespace) -> int:
         tasks = _load_tasks(args)
         from .evaluate import evaluate
 
+        names = ("temperature", "top_p", "max_new_tokens", "batch_size", "device", "seed")
         report = evaluate(
             args.model,
             tasks,
             n_samples=args.n_samples,
             k=ks,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            device=args.device,
-            seed=args.seed,
             progress=True,
             return_samples=bool(args.out),
+            **{name: getattr(args, name) for name in names},
         )
     except (ValueError, FileNotFoundError) as exc:
         return _fail(exc)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import rewardfilter as rf
-from rewardfilter.validation import check_scalar, is_number, param_error
+from rewardfilter.validation import check_bool, check_scalar, is_number, param_error
 
 from .device import DTYPE_NAMES
 
@@ -264,7 +264,7 @@ class PFPPOConfig:
             "a float in [0, 1)",
         )
         need(is_num(self.reward_clip), "reward_clip", "a float (<= 0 disables the clamp)")
-        need(isinstance(self.save_merged, bool), "save_merged", "a bool")
+        check_bool(self.save_merged, "save_merged", _OWNER)
         need(is_num(self.temperature) and self.temperature > 0, "temperature", "a float > 0")
         need(is_num(self.top_p) and 0 < self.top_p <= 1, "top_p", "a float in (0, 1]")
         need(is_num(self.gamma) and 0 <= self.gamma <= 1, "gamma", "a float in [0, 1]")
@@ -290,8 +290,8 @@ class PFPPOConfig:
             "device",
             "'auto', 'cpu', 'cuda', 'cuda:K' or 'mps'",
         )
-        need(isinstance(self.whiten_advantages, bool), "whiten_advantages", "a bool")
-        need(isinstance(self.progress, bool), "progress", "a bool")
+        check_bool(self.whiten_advantages, "whiten_advantages", _OWNER)
+        check_bool(self.progress, "progress", _OWNER)
         # the filter must exist and must be servable by groups of N samples
         filt = rf.make_filter(self.filter)
         filt.check_group_size(self.samples_per_prompt)

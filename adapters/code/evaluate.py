@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -126,8 +126,9 @@ def evaluate(
     dict
         ``pass@<k>`` for every k (mean over tasks), ``per_family``
         (pass@1 per family), ``per_task`` (task_id, n, c), ``n_tasks``,
-        ``n_samples``, ``mean_test_fraction`` (fraction of asserts passed)
-        and ``seconds``.
+        ``n_samples``, ``mean_test_fraction`` (fraction of asserts passed),
+        ``sandbox_modes`` (programs per sandbox mode: ``strong`` when the
+        test ran in the trusted evaluator, see ``ExecResult.mode``) and ``seconds``.
     """
     tasks = list(tasks)
     if not tasks:
@@ -158,18 +159,17 @@ def evaluate(
         )
 
     t0 = time.perf_counter()
+    decoding = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
     samples, results = sampling.sample_and_score(
         model,
         tokenizer,
         tasks,
         n=n_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
         timeout=timeout,
         progress=progress,
+        **decoding,
     )
     row_tasks = [tasks[g] for g in samples.group]
     passed = np.array([r.passed for r in results], dtype=bool)
@@ -191,6 +191,7 @@ def evaluate(
         n_samples=n_samples,
         temperature=temperature,
         mean_test_fraction=float(frac.mean()),
+        sandbox_modes=dict(Counter(r.mode for r in results)),
         seconds=time.perf_counter() - t0,
     )
     if return_samples:

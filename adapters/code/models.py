@@ -25,10 +25,24 @@ from torch import nn
 
 from .device import select_device, select_dtype
 
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last masked-in token of each row (``-1`` for an empty row).
+
+    Where a response's sequence-level reward is credited (its EOS, or its last
+    token before truncation) and where a scalar-head model is read; left or
+    right padding alike.
+    """
+    m = mask.to(torch.long)
+    positions = torch.arange(m.shape[-1], device=m.device).expand_as(m)
+    return torch.where(m.bool(), positions, torch.full_like(positions, -1)).max(dim=-1).values
+
+
 __all__ = [
     "ScalarHeadModel",
     "ValueModel",
     "apply_lora",
+    "last_token_index",
     "check_causal_lm_path",
     "disable_dropout",
     "is_lora",
@@ -217,13 +231,8 @@ def apply_lora(
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("LoRA needs peft: pip install 'rewardfilter[code]'") from exc
-    cfg = LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        task_type=task_type,
-    )
+    scaling = {"lora_alpha": alpha, "lora_dropout": dropout}
+    cfg = LoraConfig(r=r, target_modules=target_modules, task_type=task_type, **scaling)
     return get_peft_model(model, cfg)
 
 
@@ -363,11 +372,11 @@ class ScalarHeadModel(nn.Module):
         rightmost position where ``attention_mask`` is 1.
         """
         values = self(input_ids, attention_mask)
-        T = attention_mask.shape[1]
-        pos = torch.arange(T, device=attention_mask.device).expand_as(attention_mask)
-        last = torch.where(attention_mask.bool(), pos, torch.full_like(pos, -1)).max(dim=1).values
+        last = last_token_index(attention_mask)
         return values.gather(1, last.clamp_min(0).unsqueeze(1)).squeeze(1)
 
+    # from_causal_lm and from_pretrained deliberately share their signature (a path, where
+    # and in which dtype to load it): a new head on a causal LM, or a saved scalar-head model.
     @classmethod
     def from_causal_lm(
         cls,
@@ -404,6 +413,7 @@ class ScalarHeadModel(nn.Module):
         model.head.load_state_dict(other.head.state_dict())
         return model.to(other.device)
 
+    # The same signature as from_causal_lm, deliberately (see there).
     @classmethod
     def from_pretrained(
         cls,

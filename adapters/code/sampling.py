@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -319,20 +320,13 @@ def generate(
 
 
 def sample_and_score(
-    model,
-    tokenizer,
-    tasks: Sequence,
-    *,
-    n: int = 1,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: int = 96,
-    batch_size: int = 32,
-    seed: int | None = None,
-    timeout: float = 3.0,
-    progress: bool = False,
+    model, tokenizer, tasks: Sequence, *, timeout: float = 3.0, **sampling: Any
 ) -> tuple[Samples, list]:
-    """Sample ``n`` completions per task and execute each task's unit tests on them.
+    """Sample completions for each task and execute each task's unit tests on them.
+
+    ``sampling`` are the keyword arguments of :func:`generate` (``n``,
+    ``temperature``, ``top_p``, ``max_new_tokens``, ``batch_size``, ``seed``,
+    ``progress``); ``timeout`` is the sandbox's seconds per program.
 
     The one sample-and-score path of evaluation and of the reward model's
     data (PPO samples with :func:`generate` too and scores with its
@@ -343,17 +337,6 @@ def sample_and_score(
     from .sandbox import score_completions
 
     tasks = list(tasks)
-    samples = generate(
-        model,
-        tokenizer,
-        [t.prompt for t in tasks],
-        n=n,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-    )
+    samples = generate(model, tokenizer, [t.prompt for t in tasks], **sampling)
     row_tasks = [tasks[g] for g in samples.group]
     return samples, score_completions(row_tasks, samples.completions, timeout=timeout)

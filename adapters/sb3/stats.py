@@ -68,18 +68,13 @@ def pool_history(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def top1_correct(noisy: np.ndarray, true: np.ndarray, groups: np.ndarray) -> float:
-    """Share of contexts (of 2 or more episodes, all with a finite true return) whose highest
-    noisy return is also the highest true return (NaN when there is none)."""
-    hits, n = 0, 0
-    for g in np.unique(groups):
-        member = groups == g
-        if member.sum() < 2 or not np.isfinite(true[member]).all():
-            continue
-        n += 1
-        best = true[member].max()
-        hits += bool(true[member][np.argmax(noisy[member])] == best)
-    return hits / n if n else math.nan
+def _top1_correct(noisy: np.ndarray, true: np.ndarray, groups: np.ndarray) -> float:
+    """:func:`rewardfilter.top1_correct` over the contexts whose true returns are all finite (a
+    context with an unscored episode has no known best)."""
+    scored = np.isin(groups, np.unique(groups[~np.isfinite(true)]), invert=True)
+    if not scored.any():
+        return math.nan
+    return rf.top1_correct(noisy[scored], true[scored], groups[scored])
 
 
 def episode_stats(
@@ -118,8 +113,8 @@ def episode_stats(
         ``scores_skipped`` for non-finite true returns, ...; NaN when no
         episode was ranked), and ``n_kept_transitions``,
         ``kept_transition_fraction``, ``n_unranked_transitions``,
-        ``n_held_transitions``, ``top1_correct`` (share of contexts whose noisy
-        best is the true best).
+        ``n_held_transitions``, ``top1_correct`` (:func:`rewardfilter.top1_correct`
+        over the contexts whose true returns are all finite).
     """
     ep = pool_episodes(ranked, weights)
     stats: dict[str, float] = dict.fromkeys(STAT_KEYS, math.nan)
@@ -138,7 +133,7 @@ def episode_stats(
         stats["kept_transition_fraction"] = float(
             ep["lengths"][kept].sum() / max(1, ep["lengths"].sum())
         )
-        stats["top1_correct"] = top1_correct(ep["noisy"], ep["true"], ep["groups"])
+        stats["top1_correct"] = _top1_correct(ep["noisy"], ep["true"], ep["groups"])
     else:
         stats.update(n_samples=0, n_kept=0, n_groups=0, groups_dropped=0, scores_skipped=0)
         stats["fallback"] = float(bool(fallback))

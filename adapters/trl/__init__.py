@@ -20,7 +20,7 @@ except ImportError as exc:  # exercised by a test that hides trl
         getattr(exc, "name", None) or "trl", "trl", "rewardfilter.adapters.trl"
     ) from exc
 
-from .config import PFGRPOConfig
+from .config import LOCAL_RUN, PFGRPOConfig
 from .trainer import PFGRPOTrainer
 
-__all__ = ["PFGRPOConfig", "PFGRPOTrainer"]
+__all__ = ["LOCAL_RUN", "PFGRPOConfig", "PFGRPOTrainer"]

@@ -19,6 +19,18 @@ def config_error(name: str, expected: str, got: Any) -> ValueError:
     return param_error(name, "PFGRPOConfig", expected, got)
 
 
+#: ``TrainingArguments`` of a short local run on CPU that saves nothing, reports to
+#: no tracker and shows no progress bar: what the examples, benchmarks and tests
+#: share (``GRPOConfig(..., **LOCAL_RUN)``).
+LOCAL_RUN: dict[str, Any] = {
+    "use_cpu": True,
+    "report_to": "none",
+    "save_strategy": "no",
+    "disable_tqdm": True,
+    "seed": 0,
+}
+
+
 @dataclass
 class PFGRPOConfig(GRPOConfig):
     """Configuration of :class:`PFGRPOTrainer`: every ``GRPOConfig`` field, plus filtration.
@@ -32,7 +44,7 @@ class PFGRPOConfig(GRPOConfig):
         default="none",
         metadata={
             "help": "Which completions of each prompt's group train the policy: any rewardfilter spec "
-            f"({rf.ACCEPTED_SPECS}; group-level specs and '+' compositions where the core offers them). "
+            f"({rf.accepted_specs()}). "
             "The filter ranks the completions of a group by the reward TRL computes (the weighted sum of "
             "the reward functions); a completion with weight 0 leaves the loss, a non-binary weight "
             "('rank:...') scales the completion's advantage."

@@ -46,6 +46,17 @@ ROW_NORMALISED_LOSSES = ("grpo", "sapo", "dr_grpo", "luspo")
 #: Generation batches an ``adaptive`` filter is refitted on (the current one included).
 ADAPTIVE_WINDOW = 8
 
+#: the fields of the core's statistics record (rewardfilter.FilterStats) logged, and their keys
+_LOGGED_STATS = {
+    "kept_fraction": "filter/kept_fraction",
+    "groups_dropped": "filter/groups_dropped",
+    "ensemble_std_mean": "filter/ensemble_spread",
+    "score_mean": "filter/true_score",
+    "r2": "filter/r2_all",
+    "filtered_r2": "filter/r2_kept",
+    "filtered_spearman": "filter/spearman_kept",
+}
+
 
 class PFGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` that trains only on the completions a rewardfilter filter keeps.
@@ -187,15 +198,8 @@ class PFGRPOTrainer(GRPOTrainer):
         else:
             weights = flt.weights(r, groups, rng=rng, ensemble=ensemble)
 
-        metrics = self._metrics[mode]
-        kept = weights > 0
-        metrics["filter/kept_fraction"].append(float(kept.mean()))
-        dropped = int((np.bincount(groups, weights=kept) == 0).sum())
-        metrics["filter/groups_dropped"].append(float(dropped))
-        if ensemble is not None:
-            metrics["filter/ensemble_spread"].append(float(rf.ensemble_std(ensemble).mean()))
-        if scores is not None:
-            self._log_reliability(metrics, r, scores, weights)
+        record = rf.filter_stats(r, weights, groups, scores=scores, ensemble=ensemble)
+        self._log_stats(self._metrics[mode], record, r, scores)
         return torch.as_tensor(weights, dtype=torch.float32, device=rewards.device)
 
     def _refit(self, flt, r, scores, groups, ensemble, rng, mode) -> None:
@@ -219,27 +223,19 @@ class PFGRPOTrainer(GRPOTrainer):
                 self._metrics[mode][f"filter/adaptive_r2/{spec}"].append(float(value))
 
     @staticmethod
-    def _log_reliability(metrics, rewards, scores, weights) -> None:
-        ok = np.isfinite(scores)
-        r, s, w = rewards[ok], scores[ok], weights[ok]
-        if s.size == 0:
-            return
-        metrics["filter/true_score"].append(float(s.mean()))
-        kept = w > 0
-        values = {}
-        if np.ptp(s) > 0:  # constant scores say nothing about the reward's reliability
-            values["filter/r2_all"] = lambda: rf.r2(r, s)
-            values["filter/spearman_all"] = lambda: rf.spearman(r, s)
-        if kept.sum() > 1 and np.ptp(s[kept]) > 0:
-            values["filter/r2_kept"] = lambda: rf.r2(r, s, w)
-            values["filter/spearman_kept"] = lambda: rf.spearman(r[kept], s[kept])
-        for name, compute in values.items():
-            try:
-                value = compute()
-            except ValueError:
-                continue
+    def _log_stats(metrics, record: rf.FilterStats, rewards, scores) -> None:
+        """Log the core's statistics record (:func:`rewardfilter.filter_stats`) under the
+        trainer's keys, and the whole batch's Spearman; an undefined (NaN) value is not logged
+        (no ensemble, no true score, constant true scores: no evidence about the reward)."""
+        values = {key: getattr(record, field) for field, key in _LOGGED_STATS.items()}
+        if scores is not None:
+            ok = np.isfinite(scores)
+            values["filter/spearman_all"] = (
+                rf.spearman(rewards[ok], scores[ok]) if ok.any() else math.nan
+            )
+        for key, value in values.items():
             if math.isfinite(value):
-                metrics[name].append(float(value))
+                metrics[key].append(float(value))
 
     # -- 5. the loss on the kept completions -------------------------------------------------
 

@@ -7,7 +7,8 @@ mean 'lr'?``). Without it a typo ran with the default silently, and a bad value
 failed every run with a message that did not name the key.
 
 Each domain is described by :class:`DomainSpec`: its hyperparameters (name ->
-the interval or type a value must have; ``None`` accepts any plain value), how a
+the interval, type or tuple of strings a value must have, or a function (value, key path) ->
+[(key path, reason)] for nested values; ``None`` accepts any plain value), how a
 task id is checked and which noise models and noise parameters it accepts. The
 checks import nothing heavy: the control domain's PPO parameters are listed here
 (a test compares them with SB3's signature), and its task ids and noise models
@@ -190,7 +191,11 @@ def _code_hparams() -> dict[str, Any]:
         hp.update(dict.fromkeys((f.name for f in dataclasses.fields(PFPPOConfig)), ANY))
     except ImportError:
         return {}  # cannot tell: the runner reports the missing [code] extra
+    from rewardfilter.experiments.domains.code import TRAINERS
+    from rewardfilter.experiments.domains.code_grpo import check_grpo_options
+
     hp.update(policy_lr=POSITIVE, critic_lr=POSITIVE, prompts_per_iteration=COUNT)
+    hp.update(trainer=TRAINERS, grpo=check_grpo_options)  # grpo: PFGRPOConfig fields, checked
     return hp
 
 
@@ -220,6 +225,9 @@ def _check_value(value: Any, rule: Any, path: str, error: Error) -> None:
     elif isinstance(rule, tuple):  # one of these strings
         if value not in rule:
             error(path, f"must be one of {', '.join(map(repr, rule))}; got {value!r}.")
+    elif callable(rule) and not isinstance(rule, type):  # a checker: value, path -> problems
+        for sub, reason in rule(value, path):
+            error(sub, reason)
     elif rule is bool:
         if not isinstance(value, bool):
             error(path, f"must be true or false; got {value!r}.")

@@ -105,13 +105,12 @@ def pooled_r2(episodes: list[dict[str, Any]]) -> tuple[float, float]:
 
     if not episodes:
         return math.nan, math.nan
-    noisy = np.concatenate([e["noisy"] for e in episodes])
-    true = np.concatenate([e["true"] for e in episodes])
-    weights = np.concatenate([e["weights"] for e in episodes])
-    if noisy.size == 0:
+    pooled = {k: np.concatenate([e[k] for e in episodes]) for k in ("noisy", "true", "weights")}
+    if pooled["noisy"].size == 0:
         return math.nan, math.nan
-    filtered = rf.r2(noisy, true, weights=weights) if (weights > 0).any() else math.nan
-    return filtered, rf.r2(noisy, true)
+    groups = np.concatenate([e["groups"] for e in episodes])
+    stats = rf.filter_stats(pooled["noisy"], pooled["weights"], groups, scores=pooled["true"])
+    return stats.filtered_r2, stats.r2  # the core's one statistics record
 
 
 def run_control(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

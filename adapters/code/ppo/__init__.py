@@ -13,29 +13,8 @@ against the former ``ppo`` module keeps working.
 """
 
 from ..config import PFPPOConfig
-from .losses import (
-    aggregate,
-    approx_kl,
-    gae,
-    kl_penalised_rewards,
-    last_token_index,
-    masked_mean,
-    masked_whiten,
-    policy_loss,
-    value_loss,
-)
+from . import losses
+from .losses import *  # noqa: F403  (the pure math, re-exported under its former path)
 from .trainer import PFPPOTrainer
 
-__all__ = [
-    "PFPPOConfig",
-    "PFPPOTrainer",
-    "aggregate",
-    "approx_kl",
-    "gae",
-    "kl_penalised_rewards",
-    "last_token_index",
-    "masked_mean",
-    "masked_whiten",
-    "policy_loss",
-    "value_loss",
-]
+__all__ = ["PFPPOConfig", "PFPPOTrainer", *losses.__all__]

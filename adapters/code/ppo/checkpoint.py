@@ -48,6 +48,7 @@ def save_checkpoint(self: Any, directory: str | os.PathLike) -> Path:
         "iteration": self.iteration,
         "samples_generated": self.samples_generated,
         "samples_used": self.samples_used,
+        "gradient_steps": self.gradient_steps,
         "policy": self.policy.state_dict(),
         "critic": self.critic.state_dict(),
         "policy_opt": self.policy_opt.state_dict(),
@@ -121,6 +122,8 @@ def load_checkpoint(self: Any, directory: str | os.PathLike) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     self.iteration, self.samples_used = state["iteration"], state["samples_used"]
     self.samples_generated = state["samples_generated"]
+    # a checkpoint from before the counter: the policy schedule counts the same optimiser steps
+    self.gradient_steps = state.get("gradient_steps", self.policy_sched.last_epoch)
     self._order, self._cursor = np.asarray(state["order"]), state["cursor"]
     self.normaliser.running = dict(state["running"])
     self.window.items.clear()

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..models import last_token_index  # one copy, shared with the scalar-head models
+
 __all__ = [
     "aggregate",
     "approx_kl",
@@ -116,17 +118,6 @@ def masked_whiten(
     return out * m
 
 
-def last_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last masked-in token of each row (``-1`` for an empty row).
-
-    The sequence-level reward of a response is credited at its last real
-    token (the EOS, or the last token before truncation).
-    """
-    m = mask.to(torch.long)
-    positions = torch.arange(m.shape[-1], device=m.device).expand_as(m)
-    return torch.where(m.bool(), positions, torch.full_like(positions, -1)).max(dim=-1).values
-
-
 def kl_penalised_rewards(
     sequence_rewards: torch.Tensor,
     logprobs: torch.Tensor,
@@ -191,6 +182,9 @@ def gae(
     return advantages, returns
 
 
+# policy_loss and value_loss deliberately take the same arguments in the same order (the
+# new and old estimates, the target, the mask, the clip, weights, aggregation, normaliser):
+# the update calls them side by side.
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -221,6 +215,7 @@ def policy_loss(
     return loss, stats
 
 
+# The same argument list as policy_loss, deliberately (see there).
 def value_loss(
     values: torch.Tensor,
     old_values: torch.Tensor,

@@ -9,7 +9,6 @@ iterations, both for the logged filtered R² and for fitting ``adaptive``
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 import rewardfilter as rf
+from rewardfilter.io import append_jsonl
 
 __all__ = ["RewardNormaliser", "Window", "finite_or_none", "iteration_record"]
 
@@ -155,6 +155,7 @@ def iteration_record(self, rollout, rewards, scores, weights, exp, stats) -> dic
         "samples": now.n_samples,
         "samples_generated": self.samples_generated,
         "samples_used": self.samples_used,
+        "gradient_steps": self.gradient_steps,
         "reward_mean": now.reward_mean,
         "reward_kept_mean": now.kept_reward_mean,
         "true_score_mean": now.score_mean,
@@ -181,5 +182,4 @@ def write_log(self, record: dict) -> None:
     self.history.append(record)
     if self.log_path is not None and self.dist.is_main:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_jsonl(self.log_path, record)

@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -200,6 +199,7 @@ class PFPPOTrainer:
         self.rng = np.random.default_rng([config.seed, self.dist.rank])  # this process's draws
         torch.manual_seed(config.seed + self.dist.rank)
         self.iteration = self.samples_generated = self.samples_used = 0
+        self.gradient_steps = 0  # the policy's optimiser steps so far (every process takes as many)
         self._order = self.order_rng.permutation(len(tasks))
         self._cursor = 0
         self.normaliser = RewardNormaliser(config.reward_norm, config.reward_clip, reward)
@@ -214,36 +214,9 @@ class PFPPOTrainer:
         )
         self.log_path = Path(log) if log else None
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_path: str | os.PathLike,
-        tasks: Sequence[Any],
-        reward: Any,
-        config: PFPPOConfig | None = None,
-        *,
-        critic_path: str | os.PathLike | None = None,
-        lora: dict | None = None,
-        critic_lora: dict | None = None,
-        true_score: Callable[[Sequence[Any], Sequence[str]], Any] | None = None,
-    ) -> PFPPOTrainer:
-        """Build a trainer from a local causal-LM directory (the CLI's and the runner's path).
-
-        The critic starts from the reward model (``config.critic_init``, the
-        authors' choice) or the policy; ``lora`` / ``critic_lora`` train LoRA
-        adapters. See :func:`.build.from_pretrained`.
-        """
-        return _build.from_pretrained(
-            cls,
-            model_path,
-            tasks,
-            reward,
-            config,
-            critic_path=critic_path,
-            lora=lora,
-            critic_lora=critic_lora,
-            true_score=true_score,
-        )
+    #: Build a trainer from a local causal-LM directory (the CLI's and the runner's path):
+    #: see :func:`.build.from_pretrained`.
+    from_pretrained = classmethod(_build.from_pretrained)
 
     # =====================================================================
     # one iteration

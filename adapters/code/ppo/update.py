@@ -57,6 +57,7 @@ def update(trainer: Any, exp: Experience) -> dict:
     for _ in range(cfg.ppo_epochs):
         order = epoch_order(trainer.rng, m, exp.sample_probs)
         n_steps = trainer.dist.max_int(math.ceil(len(order) / local_mb))
+        trainer.gradient_steps += n_steps
         for s in range(n_steps):
             rows = order[s * local_mb : (s + 1) * local_mb]
             for k, v in optimiser_step(trainer, exp, rows).items():

@@ -8,13 +8,15 @@ pairs the Bradley-Terry loss trains on.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from rewardfilter.io import read_jsonl, write_jsonl
 
 __all__ = ["RewardData", "collect_reward_data", "make_pairs"]
 
@@ -70,25 +72,24 @@ class RewardData:
     def save_jsonl(self, path: str | os.PathLike) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "w", encoding="utf-8") as fh:
-            for i in range(len(self)):
-                fh.write(
-                    json.dumps(
-                        {
-                            "task_id": self.task_ids[i],
-                            "prompt": self.prompts[i],
-                            "completion": self.completions[i],
-                            "score": float(self.scores[i]),
-                            "passed": bool(self.passed[i]),
-                        }
-                    )
-                    + "\n"
-                )
+        write_jsonl(
+            p,
+            (
+                {
+                    "task_id": self.task_ids[i],
+                    "prompt": self.prompts[i],
+                    "completion": self.completions[i],
+                    "score": float(self.scores[i]),
+                    "passed": bool(self.passed[i]),
+                }
+                for i in range(len(self))
+            ),
+        )
         return p
 
     @classmethod
     def load_jsonl(cls, path: str | os.PathLike) -> RewardData:
-        rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+        rows = read_jsonl(path, missing_ok=False)
         return cls(
             [r["task_id"] for r in rows],
             [r["prompt"] for r in rows],
@@ -115,15 +116,10 @@ def collect_reward_data(
     tasks: Sequence,
     n_samples: int = 8,
     *,
-    temperature: float = 1.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 96,
-    batch_size: int = 32,
     tokenizer=None,
-    seed: int = 0,
     timeout: float = 3.0,
     device: str | None = "auto",
-    progress: bool = True,
+    **sampling: Any,
 ) -> RewardData:
     """Sample ``n_samples`` responses per task from the policy and label them by execution.
 
@@ -136,10 +132,12 @@ def collect_reward_data(
     n_samples : int
         Responses per prompt: several per prompt is what gives same-prompt
         (pass, fail) pairs.
-    temperature, top_p, max_new_tokens, batch_size, seed
-        Sampling settings (see :func:`sampling.generate`).
     timeout : float
         Sandbox seconds per program.
+    **sampling
+        Sampling settings of :func:`sampling.generate`: ``temperature``
+        (default 1.0), ``top_p`` (0.95), ``max_new_tokens`` (96),
+        ``batch_size`` (32), ``seed`` (0), ``progress`` (True).
     """
     from ..models import load_policy
     from ..sampling import sample_and_score
@@ -155,18 +153,9 @@ def collect_reward_data(
         raise ValueError(
             "The 'tokenizer' parameter of collect_reward_data is required with a loaded policy."
         )
+    sampling = {"temperature": 1.0, "top_p": 0.95, "seed": 0, "progress": True, **sampling}
     samples, results = sample_and_score(
-        policy,
-        tokenizer,
-        tasks,
-        n=n_samples,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        timeout=timeout,
-        progress=progress,
+        policy, tokenizer, tasks, n=n_samples, timeout=timeout, **sampling
     )
     row_tasks = [tasks[g] for g in samples.group]
     scores = np.array([r.score for r in results])

@@ -257,15 +257,10 @@ def build_reward_model(
         "heldout", d.heldout_per_family, seed=d.data_seed, families=d.families
     )
     policy, tokenizer = load_policy(policy_path, device=config.device)
-    kw = dict(
-        n_samples=d.n_samples,
-        temperature=d.temperature,
-        top_p=d.top_p,
-        max_new_tokens=d.max_new_tokens,
-        batch_size=d.sample_batch_size,
-        tokenizer=tokenizer,
-        progress=progress,
-    )
+    kw = {
+        name: getattr(d, name) for name in ("n_samples", "temperature", "top_p", "max_new_tokens")
+    }
+    kw.update(batch_size=d.sample_batch_size, tokenizer=tokenizer, progress=progress)
     t0 = time.perf_counter()
     train = collect_reward_data(policy, train_tasks, seed=d.data_seed, **kw)
     held = collect_reward_data(policy, held_tasks, seed=d.data_seed + 1, **kw)

@@ -206,22 +206,28 @@ def setup() -> None:
             pass
 
 
+def read_exact(fd: int, n: int, buf: bytearray | None = None) -> bytes | None:
+    """``n`` bytes: those already in ``buf``, then from ``fd``; None at end of file.
+
+    No read-ahead: a reader after this one starts at a message boundary (the
+    zygote reads its requests with it too).
+    """
+    buf = bytearray() if buf is None else buf
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
 def _read_trusted(fd: int, seq) -> dict | None:
     """The parent's message for run ``seq`` on the tests' pipe (older ones skipped), or None."""
     import json
 
-    def exactly(n: int) -> bytes | None:  # no read-ahead: the next judge starts at a boundary
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = os.read(fd, n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return bytes(buf)
-
     while True:
-        head = exactly(4)
-        body = exactly(struct.unpack(">I", head)[0]) if head else None
+        head = read_exact(fd, 4)
+        body = read_exact(fd, struct.unpack(">I", head)[0]) if head else None
         if body is None:
             return None
         part = json.loads(body)
@@ -434,6 +440,8 @@ def evaluate(job: dict, emit, req_w: int, rep_r: int) -> None:
         check(candidate)
     except _Done:
         raise
+    # Deliberately runner.py's handler shape (the program's own process): the two processes
+    # share no code at run time by design, and the runner's copy uses captured builtins.
     except MemoryError:
         emit("E MemoryError")
         finish()

@@ -128,6 +128,8 @@ def harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> No
     guard = _make_stop_guard()
     stdout, stderr = sys.stdout, sys.stderr
 
+    # Deliberately a second copy of _describe (below): this one runs after the program
+    # and may only use the builtins captured above, before the program could replace them.
     def describe(exc) -> str:
         try:
             name = _type(exc).__name__
@@ -205,6 +207,8 @@ def harness(src: str, secret: list, fd: int, prepared: dict | None = None) -> No
                 raise NameError(f"name '{entry}' is not defined")
             g["check"] = check_fn
             check_fn(guard(g[entry]))
+    # Deliberately the evaluator's handler shape (evaluator.py, the trusted judge's check
+    # call): here with the exception classes captured before the untrusted program ran.
     except SE as exc:
         emit("E SystemExit " + _repr(exc.code)[:100].translate(ONE_LINE))
         finish()
@@ -318,6 +322,8 @@ def isolate(job: dict, out_w: int, keep: list[int], workdir: str) -> list[int]:
 
 
 def _describe(exc) -> str:
+    # Deliberately a second copy of run's describe (above), which must use the builtins it
+    # captured before the program ran; this one serves strong mode's plain-data replies.
     try:
         name = type(exc).__name__
         msg = str(exc)

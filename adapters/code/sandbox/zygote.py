@@ -514,12 +514,7 @@ def _read_exact(fd: int, n: int) -> bytes | None:
     del _STASH[:n]
     if _PARENT_GONE[0] and len(buf) < n:
         return None
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
+    return evaluator.read_exact(fd, n, buf)
 
 
 def _send(obj: dict) -> None:
