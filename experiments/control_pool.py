@@ -51,6 +51,13 @@ def spread_and_noise(pool: dict[str, Any]) -> tuple[float, float]:
     return float(np.mean(stds)), rms
 
 
+def _finite_mean(values: list[float]) -> float:
+    """Mean of the finite values; NaN when none is (e.g. the Spearman of a filter keeping 1 of N)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
 def arm_scores(folder: Path) -> dict[str, float]:
     """Filter spec -> IQM final true return of the noisy-reward runs that trained through it."""
     from scipy.stats import trim_mean
