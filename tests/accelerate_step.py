@@ -102,14 +102,12 @@ def main(out: str, aggregation: str = "token_mean") -> None:
 
         opt.step = step
     record = trainer.step()
-    trainer.dist.close()
     if trainer.dist.is_main:
         torch.save(
             {
                 "grads": grads,
                 "record": record,
                 "world_size": trainer.dist.world_size,
-                "group_closed": not torch.distributed.is_initialized(),
             },
             out,
         )

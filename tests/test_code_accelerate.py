@@ -58,7 +58,6 @@ def test_two_processes_take_the_same_step_as_one(tmp_path, aggregation):
     a = torch.load(one, weights_only=False)
     b = torch.load(two, weights_only=False)
     assert (a["world_size"], b["world_size"]) == (1, 2)
-    assert a["group_closed"] and b["group_closed"]  # destroyed in order before the processes exit
     assert a["record"]["samples"] == b["record"]["samples"] == 24  # stats gathered
     for key in ("reward_mean", "kept_fraction", "policy_loss", "value_loss", "kl"):
         assert a["record"][key] == pytest.approx(b["record"][key], rel=1e-4, abs=1e-6), key

@@ -280,7 +280,6 @@ def run_train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:  # bad input: said before any training
         return _fail(exc)
     history = trainer.train()
-    trainer.dist.close()  # the rest runs on the main process alone
     if not trainer.dist.is_main:  # under `accelerate launch`: the main process reports
         return 0
     final = Path(ppo.checkpoint_dir) / "policy" if ppo.checkpoint_dir else None

@@ -88,11 +88,3 @@ class Parallel:
         """Barrier: every process reaches this point before any goes on."""
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()
-
-    def close(self) -> None:
-        """End the process group in order, once no collective is left: every process waits
-        for the others, then destroys it (PyTorch asks for ``destroy_process_group`` before a
-        process exits; one leaving while a peer still holds the group can abort at exit)."""
-        if self.world_size > 1:
-            self.accelerator.wait_for_everyone()
-            self.accelerator.end_training()
