@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 
 import pytest
@@ -121,3 +122,15 @@ def test_bad_arguments(kwargs, match):
 def test_family_of_rejects_foreign_ids():
     with pytest.raises(ValueError):
         family_of(CodeTask("HumanEval/0", "", "f", "", ""))
+
+
+def test_family_of_is_the_strict_form_of_the_one_task_id_parser():
+    from rewardfilter.adapters.code.evaluate import task_family
+
+    tasks = make_curriculum("train", 2, seed=0)
+    assert [family_of(t) for t in tasks] == [task_family(t.task_id) for t in tasks]
+    for bad in ("HumanEval/0", "curriculum/nofamily/0", "curriculum/lists/0/extra"):
+        task = dataclasses.replace(tasks[0], task_id=bad)
+        assert isinstance(task, CodeTask)
+        with pytest.raises(ValueError, match="not a curriculum task id"):
+            family_of(task)

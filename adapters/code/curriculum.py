@@ -195,7 +195,9 @@ def make_curriculum(
 
 def family_of(task: CodeTask) -> str:
     """Family name of a curriculum task (from its ``task_id``)."""
-    parts = task.task_id.split("/")
-    if len(parts) != 3 or parts[0] != "curriculum" or parts[1] not in _BUILDERS:
+    from .evaluate import task_family  # the one parser of task ids; this is its strict form
+
+    family = task_family(task.task_id)
+    if not task.task_id.startswith("curriculum/") or family not in _BUILDERS:
         raise ValueError(f"{task.task_id!r} is not a curriculum task id")
-    return parts[1]
+    return family
