@@ -85,11 +85,17 @@ def test_resample_makes_br_and_bw_their_reweight_versions_and_random_uniform():
 
 def test_study_configs_have_the_planned_run_counts():
     counts = {p.stem: len(load_config(p).expand("/tmp/out")) for p in STUDY.glob("code_v2_*.yaml")}
-    assert counts == {
+    assert counts == {  # the calibration as run (PLAN_code_v2.md, Amendments 1-10)
         "code_v2_cal_sanity": 2,
-        "code_v2_cal_trainer": 8,
+        "code_v2_cal_sanity2": 4,
+        "code_v2_cal_trainer": 3,
+        "code_v2_cal_start": 3,
         "code_v2_cal_models": 6,
         "code_v2_cal_levers": 2,
+        "code_v2_cal_batch": 2,
+        "code_v2_cal_grpo": 1,
+        "code_v2_cal_size": 1,
+        "code_v2_cal_size_lr": 1,
         "code_v2_cal_confirm": 3,
         "code_v2_cal_long": 1,
         "code_v2_primary": 45,
