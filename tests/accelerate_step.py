@@ -111,6 +111,8 @@ def main(out: str, aggregation: str = "token_mean") -> None:
             },
             out,
         )
+    trainer.dist.wait()
+    trainer.dist.leave(0)  # no interpreter teardown under a 2-process launch (Parallel.leave)
 
 
 if __name__ == "__main__":

@@ -106,3 +106,11 @@ def test_launch_mixed_precision_selects_the_compute_dtype():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-2:] == ["torch.bfloat16", "torch.float32"]  # fp32 masters
+
+
+def test_leave_returns_the_status_in_a_single_process():
+    from rewardfilter.adapters.code.ppo.parallel import Parallel
+
+    dist = Parallel("cpu")
+    assert dist.world_size == 1
+    assert dist.leave(3) == 3  # os._exit only in a multi-process run

@@ -280,8 +280,9 @@ def run_train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:  # bad input: said before any training
         return _fail(exc)
     history = trainer.train()
+    trainer.dist.wait()  # the last collective is behind every process
     if not trainer.dist.is_main:  # under `accelerate launch`: the main process reports
-        return 0
+        return trainer.dist.leave(0)
     final = Path(ppo.checkpoint_dir) / "policy" if ppo.checkpoint_dir else None
     if args.out:
         _write_json(Path(args.out) / "history.json", history)
@@ -300,7 +301,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
         print(f"held-out greedy pass@1 of {final}: {report['pass@1']:.3f}")
         _write_json(Path(ppo.checkpoint_dir) / "eval_heldout.json", report)
-    return 0
+    return trainer.dist.leave(0)
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -88,3 +88,23 @@ class Parallel:
         """Barrier: every process reaches this point before any goes on."""
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()
+
+    def leave(self, status: int = 0) -> int:
+        """End a process of a multi-process run without the interpreter's teardown.
+
+        Call it after the last collective (after :meth:`wait`). Under
+        ``accelerate launch`` PyTorch's gloo process group, still alive when
+        Python tears down, can abort the process at exit ("terminate called
+        without an active exception", SIGABRT: seen in a fresh-checkout CI run
+        of the two-process test), and ``destroy_process_group`` at exit hung once
+        in 16 two-process runs here; so a process of a multi-process run flushes
+        its output and leaves with ``os._exit``. A single process returns
+        ``status``.
+        """
+        if self.world_size == 1:
+            return status
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
