@@ -32,7 +32,6 @@ prompt; 0 = all), writes ``DIR/offline.json``, ``DIR/offline.md`` and
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardfilter.io import add_dataclass_arguments, atomic_write_json, atomic_write_text
+from rewardfilter.io import atomic_write_json, atomic_write_text, run_dataclass_cli
 
 __all__ = ["OfflineConfig", "analyse", "default_filters", "first_n", "main", "markdown"]
 
@@ -348,19 +347,17 @@ def run(cfg: OfflineConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rewardfilter.experiments.code_offline",
-        description=__doc__.split("\n\n")[0],
+    result, status = run_dataclass_cli(
+        OfflineConfig,
+        run,
+        argv,
+        module="rewardfilter.experiments.code_offline",
+        doc=__doc__,
+        positional="reward_model",
+        metavar="REWARD_MODEL",
     )
-    help_rm = OfflineConfig.__dataclass_fields__["reward_model"].metadata["help"]
-    parser.add_argument("reward_model", metavar="REWARD_MODEL", help=help_rm)
-    add_dataclass_arguments(parser, OfflineConfig, skip=("reward_model",), show_default=True)
-    args = parser.parse_args(argv)
-    try:
-        result = run(OfflineConfig(**vars(args)))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if status:
+        return status
     print(markdown(result))
     return 0
 

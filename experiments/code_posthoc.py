@@ -28,7 +28,6 @@ table ``rewardfilter rliable SWEEP/posthoc_heldout.jsonl`` reads.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardfilter.io import add_dataclass_arguments, atomic_write_json, write_jsonl
+from rewardfilter.io import atomic_write_json, run_dataclass_cli, write_jsonl
 
 __all__ = ["SUITES", "PosthocConfig", "main", "policy_dir", "run_posthoc", "suite_tasks"]
 
@@ -212,18 +211,18 @@ def run_posthoc(cfg: PosthocConfig) -> dict[str, list[dict[str, Any]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rewardfilter.experiments.code_posthoc",
-        description=__doc__.split("\n\n")[0],
+    tables, status = run_dataclass_cli(
+        PosthocConfig,
+        run_posthoc,
+        argv,
+        module="rewardfilter.experiments.code_posthoc",
+        doc=__doc__,
+        positional="sweeps",
+        metavar="SWEEP",
+        nargs="+",
     )
-    parser.add_argument("sweeps", nargs="+", metavar="SWEEP", help="Sweep folders.")
-    add_dataclass_arguments(parser, PosthocConfig, skip=("sweeps",), show_default=True)
-    args = parser.parse_args(argv)
-    try:
-        tables = run_posthoc(PosthocConfig(**vars(args)))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if status:
+        return status
     for suite, rows in tables.items():
         by_method: dict[str, list[float]] = {}
         for r in rows:

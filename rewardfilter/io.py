@@ -36,6 +36,7 @@ __all__ = [
     "escape_help",
     "jsonable",
     "read_jsonl",
+    "run_dataclass_cli",
     "write_jsonl",
 ]
 
@@ -217,3 +218,39 @@ def add_dataclass_arguments(
         else:
             kwargs["metavar"] = f.name.upper()
         parser.add_argument(flag, type=tp if tp in (int, float, str) else str, **kwargs)
+
+
+def run_dataclass_cli(
+    cls: type,
+    run: Any,
+    argv: list[str] | None,
+    *,
+    module: str,
+    doc: str,
+    positional: str,
+    metavar: str,
+    nargs: str | None = None,
+) -> tuple[Any, int]:
+    """The ``main`` of a ``python -m module`` tool: parse ``argv`` into dataclass ``cls``, call ``run``.
+
+    Field ``positional`` becomes the positional argument (its help from the
+    field's ``metadata["help"]``); every other init field becomes a flag through
+    :func:`add_dataclass_arguments`, default shown; the description is the first
+    paragraph of ``doc``. Returns ``(run(config), 0)``, or ``(None, 2)`` after
+    printing ``error: ...`` to stderr when ``run`` raises ValueError or
+    FileNotFoundError (bad input, not a crash).
+    """
+    import sys
+
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
+    field = {f.name: f for f in dataclasses.fields(cls)}[positional]
+    parser.add_argument(
+        positional, nargs=nargs, metavar=metavar, help=escape_help(field.metadata.get("help", ""))
+    )
+    add_dataclass_arguments(parser, cls, skip=(positional,), show_default=True)
+    config = cls(**vars(parser.parse_args(argv)))
+    try:
+        return run(config), 0
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 2

@@ -62,3 +62,36 @@ def test_help_of_every_command_and_subcommand(capsys):
             assert exc.code == 0, path
         out = capsys.readouterr().out
         assert "usage: rewardfilter" in out, path
+
+
+def test_run_dataclass_cli_parses_one_positional_and_flags_and_reports_bad_input(capsys):
+    import dataclasses
+
+    import pytest
+
+    from rewardfilter.io import run_dataclass_cli
+
+    @dataclasses.dataclass
+    class Cfg:
+        paths: list[str] = dataclasses.field(metadata={"help": "Input folders (100% of them)."})
+        n: int = dataclasses.field(default=3, metadata={"help": "How many."})
+
+    def run(cfg):
+        if cfg.n < 0:
+            raise ValueError("n must be >= 0")
+        return cfg
+
+    kw = dict(
+        module="pkg.tool", doc="Tool.\n\nMore.", positional="paths", metavar="PATH", nargs="+"
+    )
+    assert run_dataclass_cli(Cfg, run, ["a", "b", "--n", "5"], **kw) == (Cfg(["a", "b"], 5), 0)
+    assert run_dataclass_cli(Cfg, run, ["a"], **kw) == (Cfg(["a"], 3), 0)
+    assert run_dataclass_cli(Cfg, run, ["a", "--n", "-1"], **kw) == (None, 2)
+    assert "error: n must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_dataclass_cli(Cfg, run, ["--help"], **kw)
+    out = capsys.readouterr().out
+    assert "python -m pkg.tool" in out and "PATH" in out and "100% of them" in out
+    assert "(default: 3)" in out and "More." not in out
+    with pytest.raises(SystemExit):
+        run_dataclass_cli(Cfg, run, [], **kw)  # the positional is required

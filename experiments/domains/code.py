@@ -48,6 +48,7 @@ reloads the checkpoint and logs those records again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -184,16 +185,17 @@ def evaluate_policy(
     tokenizer: Any,
     setup: dict[str, Any],
     ensemble: Any,
-    *,
     seed: int,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
+    sampling: dict[str, Any],
 ) -> dict[str, Any]:
     """One evaluation point: held-out pass@1 (``eval_temperature``, ``eval_samples``), the
     reward model's mean score of those outputs, and the optional sampled and unseen-family
-    evaluations (see the module docstring)."""
+    evaluations (see the module docstring). ``sampling`` holds the training's
+    ``temperature``, ``top_p`` and ``max_new_tokens``."""
     from rewardfilter.adapters.code.evaluate import evaluate
+
+    temperature, top_p = sampling["temperature"], sampling["top_p"]
+    max_new_tokens = sampling["max_new_tokens"]
 
     hp, held_tasks = setup["hp"], setup["held_tasks"]
     common = dict(
@@ -323,17 +325,17 @@ def run_code(run: dict[str, Any], log: Callable[[dict[str, Any]], None]) -> dict
     reward: Any = "true" if setup["oracle"] else ensemble
     trainer = PFPPOTrainer.from_pretrained(hp["model"], setup["train_tasks"], reward, cfg)
 
-    def evaluation() -> dict[str, Any]:
-        return evaluate_policy(
-            trainer.policy,
-            trainer.tokenizer,
-            setup,
-            ensemble,
-            seed=int(run["seed"]),
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-        )
+    sampling = {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens")}
+    # trainer.policy is set once, in __init__
+    evaluation = functools.partial(
+        evaluate_policy,
+        trainer.policy,
+        trainer.tokenizer,
+        setup,
+        ensemble,
+        int(run["seed"]),
+        sampling,
+    )
 
     # ---- resume or start ------------------------------------------------------
     resumed = None

@@ -193,16 +193,11 @@ def run_code_grpo(
     )
     trainer.remove_callback(transformers.PrinterCallback)
 
-    def evaluation() -> dict[str, Any]:
+    sampling = {k: getattr(config, _MAPPED[k]) for k in ("temperature", "top_p", "max_new_tokens")}
+
+    def evaluation() -> dict[str, Any]:  # trainer.model is read at each call
         return evaluate_policy(
-            trainer.model,
-            tokenizer,
-            setup,
-            ensemble,
-            seed=int(run["seed"]),
-            temperature=config.temperature,
-            top_p=config.top_p,
-            max_new_tokens=config.max_completion_length,
+            trainer.model, tokenizer, setup, ensemble, int(run["seed"]), sampling
         )
 
     last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
