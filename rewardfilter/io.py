@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import types
 import typing
 from collections.abc import Iterable
@@ -240,8 +241,6 @@ def run_dataclass_cli(
     printing ``error: ...`` to stderr when ``run`` raises ValueError or
     FileNotFoundError (bad input, not a crash).
     """
-    import sys
-
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
     field = {f.name: f for f in dataclasses.fields(cls)}[positional]
     parser.add_argument(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any
 
 import torch
@@ -97,14 +98,12 @@ class Parallel:
         Python tears down, can abort the process at exit ("terminate called
         without an active exception", SIGABRT: seen in a fresh-checkout CI run
         of the two-process test), and ``destroy_process_group`` at exit hung once
-        in 16 two-process runs here; so a process of a multi-process run flushes
-        its output and leaves with ``os._exit``. A single process returns
+        in a full test-suite run here; so a process of a multi-process run
+        flushes its output and leaves with ``os._exit``. A single process returns
         ``status``.
         """
         if self.world_size == 1:
             return status
-        import sys
-
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
