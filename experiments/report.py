@@ -85,7 +85,8 @@ class Report:
 # --------------------------------------------------------------------------- loading and grouping
 
 
-def _load(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+def load_runs(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """The finished runs of a ``rewardfilter run`` folder, its config and the planned run count."""
     from rewardfilter.experiments.runner import finished_runs
 
     if not out.is_dir():
@@ -146,7 +147,7 @@ def make_report(options: ReportOptions | None = None, **overrides: Any) -> Repor
     options = options or ReportOptions()
     for key, value in overrides.items():
         setattr(options, key, value)
-    runs, config, expected = _load(Path(options.dir))
+    runs, config, expected = load_runs(Path(options.dir))
     out = Path(options.out or options.dir)
     if options.out:
         out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from rewardfilter.experiments.rliable_stats import improvement_ci, iqm_ci, normalised_iqm_ci
-from rewardfilter.io import atomic_write_text
+from rewardfilter.io import atomic_write_text, read_jsonl
 from rewardfilter.validation import check_scalar, is_number
 
 __all__ = ["Curve", "auc", "curves_from_rows", "curves_from_runs", "rliable_summary", "scores_at"]
@@ -392,9 +392,9 @@ def load_curves(
     """Curves of a ``rewardfilter run`` folder, or of a ``.json``/``.jsonl``/``.csv`` table of points."""
     source = Path(source)
     if source.is_dir():
-        from rewardfilter.experiments.report import _load
+        from rewardfilter.experiments.report import load_runs
 
-        runs, config, _ = _load(source)
+        runs, config, _ = load_runs(source)
         return curves_from_runs(runs, metric or "true_return"), config
     if not source.is_file():
         raise FileNotFoundError(f"No run folder or table {str(source)!r}.")
@@ -404,7 +404,7 @@ def load_curves(
         with open(source, newline="") as fh:
             rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
     elif source.suffix == ".jsonl":
-        rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(source)
     else:
         rows = json.loads(source.read_text())
     return curves_from_rows(rows, metric or "score"), {}
