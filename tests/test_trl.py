@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -455,7 +456,9 @@ def test_constant_true_scores_log_no_r2(tiny_dir, tmp_path):
     assert not any(key.startswith(("filter/r2", "filter/spearman")) for key in metrics)
 
 
-def test_true_score_by_import_path(tiny_dir, tmp_path):
+def test_true_score_by_import_path(tiny_dir, tmp_path, monkeypatch):
+    # `tests.test_trl` imports from the repository root, whichever way pytest was started
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     trainer = make_trainer(
         tiny_dir, tmp_path, filter="br", true_score_func="tests.test_trl:length_score"
     )
