@@ -21,14 +21,29 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rewardfilter.io import atomic_write_text, read_jsonl
+from rewardfilter.io import atomic_write_text, read_jsonl, run_dataclass_cli
+
+
+@dataclass
+class CalibrationCheckConfig:
+    """What ``python -m rewardfilter.experiments.calibration_check`` reads."""
+
+    folders: list[str] = field(
+        metadata={"help": "Sweep folders (rewardfilter run --out); the table goes to the first."}
+    )
 
 
 def _runs(folder: Path):
+    if not (folder / "runs").is_dir():
+        raise FileNotFoundError(
+            f"The 'folders' argument must name sweep folders (rewardfilter run --out FOLDER); "
+            f"{folder} has no runs/ folder."
+        )
     for run_dir in sorted((folder / "runs").iterdir()):
         if not (run_dir / "final.json").exists():
             continue
@@ -38,8 +53,9 @@ def _runs(folder: Path):
             yield run, records
 
 
-def main(argv: list[str]) -> int:
-    folders = [Path(a) for a in argv]
+def check(config: CalibrationCheckConfig) -> str:
+    """The calibration table of ``config.folders`` (Markdown), also written to the first's calibration.md."""
+    folders = [Path(a) for a in config.folders]
     folder = folders[0]
     final = defaultdict(list)  # (noise, method) -> per-seed final true return
     start = defaultdict(list)
@@ -99,9 +115,24 @@ def main(argv: list[str]) -> int:
             f"| {noise} | {method} | {np.mean(values):.2f} [{min(values):.2f}, {max(values):.2f}] |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
     atomic_write_text(folder / "calibration.md", text)
-    return 0
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    text, status = run_dataclass_cli(
+        CalibrationCheckConfig,
+        check,
+        argv,
+        module="rewardfilter.experiments.calibration_check",
+        doc=__doc__,
+        positional="folders",
+        metavar="DIR",
+        nargs="+",
+    )
+    if not status:
+        print(text)
+    return status
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """The offline R² test of experiments/study/PLAN_control_v2.md (section 6, H4) on a finished control sweep.
 
     python -m rewardfilter.experiments.control_pool RUN_DIR [--contexts 100] [--runs 3]
+        [--group-size N] [--filters SPEC ...]
 
 For the first ``--runs`` PPO-M runs of RUN_DIR (by seed) that saved checkpoints
 (``hparams.checkpoints``), every checkpoint collects G = ``--contexts`` contexts
-x N episodes with its stochastic policy, under the run's task, noise and
+x N episodes (N = the run's group size, or ``--group-size``: regime 2 asks how
+reliable the top of 8 is) with its stochastic policy, under the run's task, noise and
 ``env_kwargs`` (contexts seeded by ``--seed``: every checkpoint sees the same
 start states). Per filter, :func:`rewardfilter.adapters.sb3.pool.pool_metrics`
 (filtered R², within-group Spearman, noise MSE, kept fraction), averaged over
@@ -22,19 +24,45 @@ of :func:`rewardfilter.ranking.permutation_spearman`. Writes ``pool.md`` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rewardfilter.io import atomic_write_text, read_jsonl
+from rewardfilter.io import atomic_write_text, read_jsonl, run_dataclass_cli
 from rewardfilter.validation import check_scalar
 
 FILTERS = ("none", "random:2", "bon", "br", "bw", "rank:0.4,0.2,0.2,0.2", "adaptive")
+
+
+@dataclass
+class PoolConfig:
+    """What ``python -m rewardfilter.experiments.control_pool`` collects and compares."""
+
+    folder: str = field(metadata={"help": "A finished control sweep (rewardfilter run --out)."})
+    contexts: int = field(default=100, metadata={"help": "Contexts (start states) per pool."})
+    runs: int = field(
+        default=3, metadata={"help": "PPO-M runs (lowest seeds) whose checkpoints collect."}
+    )
+    seed: int = field(default=123_456, metadata={"help": "Seed of the pools' start states."})
+    group_size: int | None = field(
+        default=None, metadata={"help": "Episodes per context N (default: the runs' group size)."}
+    )
+    filters: list[str] = field(
+        default_factory=lambda: list(FILTERS),
+        metadata={"help": "Filter specs to measure (uncertainty:0.25 joins for ensembles)."},
+    )
+    out: str | None = field(default=None, metadata={"help": "Output folder (default: FOLDER)."})
+
+    def __post_init__(self):
+        check_scalar(self.contexts, "contexts", "control_pool", "int", min_val=1)
+        check_scalar(self.runs, "runs", "control_pool", "int", min_val=1)
+        if self.group_size is not None:
+            check_scalar(self.group_size, "group_size", "control_pool", "int", min_val=2)
 
 
 def _finished(folder: Path):
@@ -72,29 +100,27 @@ def arm_scores(folder: Path) -> dict[str, float]:
     return {spec: float(trim_mean(v, 0.25)) for spec, v in finals.items()}
 
 
-def main(argv: list[str]) -> int:
+def offline_pool(a: PoolConfig) -> str:
+    """Collect the pools, measure every filter on them, write pool.md / pool.json; the Markdown."""
     from stable_baselines3 import PPO
 
     import rewardfilter.envs  # noqa: F401  (registers the tasks)
     from rewardfilter.adapters.sb3.pool import collect_pool, permutation_spearman, pool_metrics
 
-    p = argparse.ArgumentParser(prog="control_pool", description=__doc__.split("\n\n")[0])
-    p.add_argument("folder", type=Path)
-    p.add_argument("--contexts", type=int, default=100)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=123_456)
-    p.add_argument("--out", type=Path, default=None)
-    a = p.parse_args(argv)
-    check_scalar(a.contexts, "contexts", "control_pool", "int", min_val=1)
-    check_scalar(a.runs, "runs", "control_pool", "int", min_val=1)
+    folder = Path(a.folder)
+    if not (folder / "runs").is_dir():
+        raise FileNotFoundError(
+            f"The 'folder' argument must be a sweep folder (rewardfilter run --out FOLDER); "
+            f"{folder} has no runs/ folder."
+        )
     ppo_m = [
         (d, r)
-        for d, r in _finished(a.folder)
+        for d, r in _finished(folder)
         if r["method"]["name"] == "PPO-M" and sorted((d / "scratch").glob("checkpoint_*.zip"))
     ]
     ppo_m = sorted(ppo_m, key=lambda dr: dr[1]["seed"])[: a.runs]
     if not ppo_m:
-        raise ValueError(f"No finished PPO-M run with checkpoints in {a.folder}/runs.")
+        raise ValueError(f"No finished PPO-M run with checkpoints in {folder}/runs.")
     per_filter, pools = defaultdict(lambda: defaultdict(list)), []
     for run_dir, run in ppo_m:
         noise = run["noise"]
@@ -103,7 +129,7 @@ def main(argv: list[str]) -> int:
             "noise_kwargs": dict(noise["kwargs"]),
             **run["hparams"].get("env_kwargs", {}),
         }
-        n = int(run["method"]["group_size"])
+        n = a.group_size or int(run["method"]["group_size"])
         for ckpt in sorted((run_dir / "scratch").glob("checkpoint_*.zip")):
             model = PPO.load(ckpt, device="cpu")
             pool = collect_pool(
@@ -111,7 +137,7 @@ def main(argv: list[str]) -> int:
             )
             spread, rms = spread_and_noise(pool)
             # the ensemble-disagreement filter only where the reward is an ensemble's
-            specs = [*FILTERS, *(["uncertainty:0.25"] if pool["ensemble"] is not None else [])]
+            specs = [*a.filters, *(["uncertainty:0.25"] if pool["ensemble"] is not None else [])]
             records = pool_metrics(specs, pool)
             pools.append(
                 {
@@ -126,7 +152,7 @@ def main(argv: list[str]) -> int:
             for spec, rec in zip(specs, records, strict=True):
                 for key in ("filtered_r2", "within_group_spearman", "noise_mse", "kept_fraction"):
                     per_filter[spec][key].append(float(rec[key]))
-    scores = arm_scores(a.folder)
+    scores = arm_scores(folder)
     table = {
         spec: {k: float(np.nanmean(v)) for k, v in m.items()} for spec, m in per_filter.items()
     }
@@ -138,7 +164,7 @@ def main(argv: list[str]) -> int:
         )
     lines = [
         f"Offline pool: {len(pools)} pools ({len(ppo_m)} PPO-M runs x their checkpoints), "
-        f"{a.contexts} contexts x N each, stochastic policy.",
+        f"{a.contexts} contexts x {a.group_size or 'N'} episodes each, stochastic policy.",
         "",
         "| pool | within-group std of true return | noise RMS | top-1 correct | chance |",
         "|---|---|---|---|---|",
@@ -161,13 +187,27 @@ def main(argv: list[str]) -> int:
         f"{rho:.2f}, one-sided permutation p = {pval:.3f}.",
     ]
     text = "\n".join(lines) + "\n"
-    out = a.out or a.folder
+    out = Path(a.out or folder)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pool.md", text)
     summary = {"pools": pools, "filters": table, "scores": scores, "spearman": [rho, pval]}
     atomic_write_text(out / "pool.json", json.dumps(summary, indent=1))
-    print(text)
-    return 0
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    text, status = run_dataclass_cli(
+        PoolConfig,
+        offline_pool,
+        argv,
+        module="rewardfilter.experiments.control_pool",
+        doc=__doc__,
+        positional="folder",
+        metavar="RUN_DIR",
+    )
+    if not status:
+        print(text)
+    return status
 
 
 if __name__ == "__main__":

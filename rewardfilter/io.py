@@ -238,8 +238,8 @@ def run_dataclass_cli(
     field's ``metadata["help"]``); every other init field becomes a flag through
     :func:`add_dataclass_arguments`, default shown; the description is the first
     paragraph of ``doc``. Returns ``(run(config), 0)``, or ``(None, 2)`` after
-    printing ``error: ...`` to stderr when ``run`` raises ValueError or
-    FileNotFoundError (bad input, not a crash).
+    printing ``error: ...`` to stderr when building ``cls`` (its own checks) or
+    ``run`` raises ValueError or FileNotFoundError (bad input, not a crash).
     """
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
     field = {f.name: f for f in dataclasses.fields(cls)}[positional]
@@ -247,9 +247,9 @@ def run_dataclass_cli(
         positional, nargs=nargs, metavar=metavar, help=escape_help(field.metadata.get("help", ""))
     )
     add_dataclass_arguments(parser, cls, skip=(positional,), show_default=True)
-    config = cls(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
     try:
-        return run(config), 0
+        return run(cls(**args)), 0
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None, 2

@@ -66,7 +66,25 @@ def test_pool_table_and_spearman_over_the_trained_filters(tmp_path):
     assert summary["filters"]["none"]["kept_fraction"] == 1.0
 
 
-def test_a_folder_without_checkpoints_is_a_clear_error(tmp_path):
+def test_group_size_and_filters_override_the_runs(tmp_path):
+    # regime 2's question: how reliable is the top of 8 episodes where PPO-M sampled 2?
+    from rewardfilter.experiments.domains import control
+
+    run = _write(tmp_path, "PPO-M", "none", 0, [-900.0], {"checkpoints": [0.5]})
+    control.run_control(run, lambda record: None)
+    argv = [str(tmp_path), "--contexts", "3", "--group-size", "4", "--filters", "none", "topk:2"]
+    assert control_pool.main(argv) == 0
+    summary = json.loads((tmp_path / "pool.json").read_text())
+    assert sorted(summary["filters"]) == ["none", "topk:2"]
+    assert summary["filters"]["topk:2"]["kept_fraction"] == 0.5  # 2 of 4, not 2 of the runs' 2
+    assert summary["pools"][0]["top1_chance"] == 0.25
+
+
+def test_a_folder_without_checkpoints_is_a_clear_error(tmp_path, capsys):
     _write(tmp_path, "PPO-M", "none", 0, [-900.0])
-    with pytest.raises(ValueError, match="No finished PPO-M run with checkpoints"):
-        control_pool.main([str(tmp_path)])
+    assert control_pool.main([str(tmp_path)]) == 2
+    assert "No finished PPO-M run with checkpoints" in capsys.readouterr().err
+    assert control_pool.main([str(tmp_path / "nothing")]) == 2
+    assert "'folder'" in capsys.readouterr().err
+    assert control_pool.main([str(tmp_path), "--contexts", "0"]) == 2  # the config's own check
+    assert "'contexts'" in capsys.readouterr().err

@@ -171,6 +171,54 @@ def test_episode_level_pays_once_at_the_end():
     assert (r_ep == 0).sum() > 20 and (r_step == 0).sum() == 0
 
 
+def _goal_episode(env, seed, scale):
+    """Rewards and infos of one episode of seeded random actions (scaled) from reset(seed)."""
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    rewards, infos = [], []
+    while True:
+        action = np.clip(scale * rng.normal(size=2), -1, 1)
+        _, r, term, trunc, info = env.step(action)
+        rewards.append(r)
+        infos.append(info)
+        if term or trunc:
+            return np.array(rewards), infos
+
+
+def test_goal_score_is_success_at_the_last_step():
+    env = gym.make("rewardfilter/Reacher-v5", noise="none", goal_radius=0.1)
+    outcomes = []
+    for seed in range(40):
+        rewards, infos = _goal_episode(env, seed, scale=0.37)
+        last = infos[-1]
+        success = float(last["goal_distance"] < 0.1)
+        # scored once, at the end, by the final distance only; the true return is that success
+        assert len(rewards) == 50 and not rewards[:-1].any()
+        assert rewards[-1] == success == last["true_episode_return"]
+        assert sum(i["true_reward"] for i in infos) == success
+        outcomes.append(success)
+    assert 0 < np.mean(outcomes) < 1  # both outcomes occur: a random arm sometimes ends near
+
+
+def test_goal_score_binary_confusion_flips_at_the_given_rates():
+    # return range (0, 1): success is the top level, so error = [false success, missed success]
+    env = gym.make(
+        "rewardfilter/Reacher-v5",
+        noise="confusion",
+        noise_kwargs={"error": [0.0, 1.0 - 1e-9]},
+        goal_radius=0.5,  # every episode ends within 0.5 of its target: all true successes
+    )
+    rewards, infos = _goal_episode(env, 0, scale=0.37)
+    assert infos[-1]["true_episode_return"] == 1.0 and rewards[-1] == 0.0  # every success missed
+
+
+def test_goal_radius_is_checked():
+    with pytest.raises(ValueError, match="'goal_radius'.*Pendulum"):
+        gym.make("rewardfilter/Pendulum-v1", goal_radius=0.1)
+    with pytest.raises(ValueError, match="'goal_radius'"):
+        gym.make("rewardfilter/Reacher-v5", goal_radius=0.0)
+
+
 def test_learned_model_reports_its_ensemble_and_caches(tmp_path):
     env = gym.make("rewardfilter/Pendulum-v1", noise="learned", noise_kwargs=SMALL)
     model = env.get_wrapper_attr("noise_model")

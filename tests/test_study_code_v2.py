@@ -100,6 +100,7 @@ def test_study_configs_have_the_planned_run_counts():
         "code_v2_cal_long": 1,
         "code_v2_primary": 45,
         "code_v2_secondary": 30,
+        "code_v2_comparison": 75,  # 15 arms x 5 seeds (Amendment 11)
     }
 
 

@@ -41,12 +41,16 @@ def test_a_screen_of_oracle_variants_lists_each_with_its_gain(tmp_path):
     assert "| oracle lam.95 | -40.00 | -50.00 [-50.00, -50.00] | -10.00 | 1 |" in text
 
 
-def test_no_oracle_run_is_a_clear_error(tmp_path):
-    import pytest
-
+def test_no_oracle_run_is_a_clear_error(tmp_path, capsys):
     _run(tmp_path, "PPO-M", "noisy", [-30, -25, -25, -25], [0.1, 0.2, 0.5, 0.9])
-    with pytest.raises(ValueError, match="No finished oracle run"):
-        calibration_check.main([str(tmp_path)])
+    assert calibration_check.main([str(tmp_path)]) == 2
+    assert "No finished oracle run" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path, capsys):
+    # (it used to be a FileNotFoundError traceback, also for --help's neighbour typos)
+    assert calibration_check.main([str(tmp_path / "missing")]) == 2
+    assert "'folders'" in capsys.readouterr().err
 
 
 def test_runs_of_further_folders_join_the_first(tmp_path):
