@@ -66,6 +66,9 @@ class PosthocConfig:
     batch_size: int = field(default=32, metadata={"help": "Prompts per generation call."})
     device: str = field(default="cpu", metadata={"help": "Where the policies run."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    seeds: list[int] | None = field(
+        default=None, metadata={"help": "Only the runs of these training seeds (default: all)."}
+    )
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0: torch's default)."})
 
     def __post_init__(self) -> None:
@@ -179,7 +182,7 @@ def run_posthoc(cfg: PosthocConfig) -> dict[str, list[dict[str, Any]]]:
     for sweep in map(Path, cfg.sweeps):
         if not (sweep / "runs").is_dir():
             raise FileNotFoundError(f"The sweep folder {str(sweep)!r} has no runs/ folder.")
-        runs = finished_runs(sweep)
+        runs = [r for r in finished_runs(sweep) if cfg.seeds is None or r["seed"] in cfg.seeds]
         rows: dict[str, list[dict[str, Any]]] = {s: [] for s in cfg.suites}
         starts_done: set[tuple[str, str]] = set()
         for run in runs:

@@ -97,6 +97,10 @@ def test_every_suite_of_every_final_policy_and_the_start(sweep, capsys):
     stamp = (runs[0] / "posthoc" / "humaneval.json").stat().st_mtime_ns
     assert main(argv) == 0
     assert (runs[0] / "posthoc" / "humaneval.json").stat().st_mtime_ns == stamp
+    # --seeds keeps the runs of those training seeds only (HumanEval of one seed per arm)
+    assert main([*argv, "--seeds", "1"]) == 0
+    rows = [json.loads(x) for x in (sweep / "posthoc_heldout.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["seed"]) for r in rows} == {(name, 1), ("start", 0)}
 
 
 def test_bad_input_names_the_argument(sweep, tmp_path, capsys):
