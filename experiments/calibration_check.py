@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardfilter.experiments.outdir import runs_dir
 from rewardfilter.io import atomic_write_text, read_jsonl, run_dataclass_cli
 
 
@@ -39,12 +40,7 @@ class CalibrationCheckConfig:
 
 
 def _runs(folder: Path):
-    if not (folder / "runs").is_dir():
-        raise FileNotFoundError(
-            f"The 'folders' argument must name sweep folders (rewardfilter run --out FOLDER); "
-            f"{folder} has no runs/ folder."
-        )
-    for run_dir in sorted((folder / "runs").iterdir()):
+    for run_dir in sorted(runs_dir(folder, "folders").iterdir()):
         if not (run_dir / "final.json").exists():
             continue
         run = json.loads((run_dir / "run.json").read_text())

@@ -83,9 +83,9 @@ def run_row(run_dir: Path) -> dict | None:
 
 def sweep_rows(folder: Path) -> list[dict]:
     """The finished runs of one sweep folder (``rewardfilter run --out``), in run-id order."""
-    runs = folder / "runs"
-    if not runs.is_dir():
-        raise FileNotFoundError(f"The sweep folder {str(folder)!r} has no runs/ folder.")
+    from rewardfilter.experiments.outdir import runs_dir
+
+    runs = runs_dir(folder, "sweeps")
     rows = [run_row(d) for d in sorted(runs.iterdir()) if d.is_dir()]
     return [r for r in rows if r is not None]
 

@@ -176,12 +176,11 @@ def run_posthoc(cfg: PosthocConfig) -> dict[str, list[dict[str, Any]]]:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    from rewardfilter.experiments.outdir import finished_runs
+    from rewardfilter.experiments.outdir import finished_runs, runs_dir
 
     tables: dict[str, list[dict[str, Any]]] = {}
     for sweep in map(Path, cfg.sweeps):
-        if not (sweep / "runs").is_dir():
-            raise FileNotFoundError(f"The sweep folder {str(sweep)!r} has no runs/ folder.")
+        runs_dir(sweep, "sweeps")
         runs = [r for r in finished_runs(sweep) if cfg.seeds is None or r["seed"] in cfg.seeds]
         rows: dict[str, list[dict[str, Any]]] = {s: [] for s in cfg.suites}
         starts_done: set[tuple[str, str]] = set()

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardfilter.experiments.outdir import runs_dir
 from rewardfilter.io import atomic_write_text, read_jsonl, run_dataclass_cli
 from rewardfilter.validation import check_scalar
 
@@ -108,11 +109,7 @@ def offline_pool(a: PoolConfig) -> str:
     from rewardfilter.adapters.sb3.pool import collect_pool, permutation_spearman, pool_metrics
 
     folder = Path(a.folder)
-    if not (folder / "runs").is_dir():
-        raise FileNotFoundError(
-            f"The 'folder' argument must be a sweep folder (rewardfilter run --out FOLDER); "
-            f"{folder} has no runs/ folder."
-        )
+    runs_dir(folder, "folder")
     ppo_m = [
         (d, r)
         for d, r in _finished(folder)

@@ -209,6 +209,17 @@ def start_over(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def runs_dir(folder: str | Path, param: str) -> Path:
+    """``folder/runs`` of a sweep folder (``rewardfilter run --out``); FileNotFoundError naming ``param`` if absent."""
+    runs = Path(folder) / "runs"
+    if not runs.is_dir():
+        raise FileNotFoundError(
+            f"The {param!r} argument must name a sweep folder (rewardfilter run --out FOLDER); "
+            f"{folder} has no runs/ folder."
+        )
+    return runs
+
+
 def finished_runs(out: str | Path, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Load every finished run under ``out`` (those of its manifest by default).
 
